@@ -1,0 +1,179 @@
+/**
+ * PostgreSQL activities: check, dump to S3, restore from S3, count rows, and
+ * the database renames a restore swaps with. Each is idempotent: names derive
+ * from the workflow, state is checked before acting, "already done" succeeds.
+ */
+import { createHash } from 'node:crypto';
+import { Context } from '@temporalio/activity';
+import type { Readable } from 'node:stream';
+import type { PostgresAdapter } from '../src/adapters/postgres.ts';
+import { databaseOf, withDatabase } from '../src/adapters/postgres.ts';
+import { startTool } from '../src/adapters/process.ts';
+import type { Systems } from '../src/systems.ts';
+import { IntegrityError } from '../src/errors.ts';
+import { backupPrefix, POSTGRES_DUMP_FILE } from '../src/domain/names.ts';
+import type { PostgresComponent } from '../src/domain/manifest.ts';
+import { startHeartbeats } from './progress.ts';
+
+export interface PostgresDeps {
+  systems: Systems;
+  postgres: PostgresAdapter;
+  /** zstd level: 3 is zstd's default, several times faster than gzip -6 at a smaller size. */
+  zstdLevel?: number;
+}
+
+/** Counts bytes going through, and hashes them when asked. */
+async function* tap(source: AsyncIterable<Buffer>, onChunk: (chunk: Buffer) => void): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    onChunk(chunk);
+    yield chunk;
+  }
+}
+
+export function postgresActivities({ systems, postgres, zstdLevel = 3 }: PostgresDeps) {
+  return {
+    /** The system exists and its database answers; what a backup would read. */
+    async checkPostgres(input: { system: string }) {
+      return postgres.serverInfo(systems.postgresUrl(input.system));
+    },
+
+    /**
+     * pg_dump (custom format) → zstd → SHA-256 → S3 multipart, streamed; row
+     * counts from the same snapshot. The object is completed only after
+     * pg_dump and zstd exit cleanly, so a failed dump never looks complete.
+     */
+    async backupPostgres(input: { system: string; backupId: string }): Promise<PostgresComponent> {
+      const { system, backupId } = input;
+      const signal = Context.current().cancellationSignal;
+      const url = systems.postgresUrl(system);
+      const store = systems.store(system);
+      const key = backupPrefix(systems.s3Prefix(system), system, backupId) + POSTGRES_DUMP_FILE;
+
+      // A retry after a crash: the earlier attempt's upload can't be resumed
+      // (a new pg_dump is a new stream), so clear it and start over.
+      await store.abortIncompleteUploads(key);
+
+      const startedAt = new Date().toISOString();
+      const { client, snapshot } = await postgres.openSnapshot(url);
+      const progress = { step: 'dump', bytesIn: 0, bytesOut: 0 };
+      const stopHeartbeats = startHeartbeats(progress);
+      try {
+        const serverVersion = (await client.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v;
+        const dump = postgres.startDump(url, { snapshot, extraArgs: systems.postgresDumpArgs(system), signal });
+        const zstd = startTool('zstd', [`-${zstdLevel}`, '-T0', '-q', '-c'], { signal });
+        const rowCounts = postgres.rowCounts(client);
+
+        // pg_dump → (count) → zstd
+        const feed = (async () => {
+          const stdin = zstd.child.stdin!;
+          for await (const chunk of dump.stdout as AsyncIterable<Buffer>) {
+            progress.bytesIn += chunk.length;
+            if (!stdin.write(chunk)) await new Promise((r) => stdin.once('drain', r));
+          }
+          stdin.end();
+        })();
+        feed.catch(() => zstd.child.kill('SIGKILL'));
+
+        // zstd → (hash, count) → S3; completes only if every stage succeeded.
+        const hash = createHash('sha256');
+        async function* body() {
+          yield* tap(zstd.child.stdout as AsyncIterable<Buffer>, (chunk) => {
+            hash.update(chunk);
+            progress.bytesOut += chunk.length;
+          });
+          await Promise.all([dump.done, feed, zstd.done]);
+        }
+        const uploaded = await store.uploadStream(key, body(), { signal });
+        const counts = await rowCounts;
+        return {
+          kind: 'postgres',
+          key,
+          database: databaseOf(url),
+          serverVersion,
+          format: 'pg_dump-custom',
+          compression: 'zstd',
+          rawBytes: progress.bytesIn,
+          storedBytes: uploaded.sizeBytes,
+          sha256: hash.digest('hex'),
+          rowCounts: counts,
+          startedAt,
+          completedAt: new Date().toISOString(),
+        };
+      } finally {
+        stopHeartbeats();
+        await client.end().catch(() => undefined);
+      }
+    },
+
+    /**
+     * Loads a backup into `database` (a scratch database, dropped and made
+     * anew so a retry starts clean): S3 → SHA-256 → zstd -d → pg_restore.
+     * A checksum mismatch drops the scratch database and fails for good.
+     */
+    async restorePostgres(input: { system: string; component: PostgresComponent; database: string }) {
+      const { system, component, database } = input;
+      const signal = Context.current().cancellationSignal;
+      const url = systems.postgresUrl(system);
+      const store = systems.store(system);
+
+      await postgres.dropDatabase(url, database);
+      await postgres.createDatabase(url, database);
+
+      const progress = { step: 'restore', bytesIn: 0, bytesOut: 0, totalBytes: component.storedBytes };
+      const stopHeartbeats = startHeartbeats(progress);
+      try {
+        const { body } = await store.getStream(component.key, signal);
+        const hash = createHash('sha256');
+        const zstd = startTool('zstd', ['-d', '-q', '-c'], { signal });
+        const restore = postgres.startRestore(withDatabase(url, database), zstd.child.stdout as Readable, { signal });
+        const feed = (async () => {
+          const stdin = zstd.child.stdin!;
+          for await (const chunk of body as AsyncIterable<Buffer>) {
+            hash.update(chunk);
+            progress.bytesIn += chunk.length;
+            if (!stdin.write(chunk)) await new Promise((r) => stdin.once('drain', r));
+          }
+          stdin.end();
+        })();
+        feed.catch(() => zstd.child.kill('SIGKILL'));
+        await Promise.all([feed, zstd.done, restore.done]);
+
+        const sha256 = hash.digest('hex');
+        if (sha256 !== component.sha256 || progress.bytesIn !== component.storedBytes) {
+          await postgres.dropDatabase(url, database);
+          throw new IntegrityError(
+            `backup object ${component.key} is corrupt: sha256 ${sha256.slice(0, 12)}… (${progress.bytesIn} bytes), manifest says ${component.sha256.slice(0, 12)}… (${component.storedBytes} bytes)`,
+          );
+        }
+        return { database, storedBytes: progress.bytesIn };
+      } finally {
+        stopHeartbeats();
+      }
+    },
+
+    async postgresRowCounts(input: { system: string; database: string }) {
+      return postgres.rowCountsOf(withDatabase(systems.postgresUrl(input.system), input.database));
+    },
+
+    /** Which of these databases exist on the system's server. */
+    async databasesExist(input: { system: string; names: string[] }): Promise<Record<string, boolean>> {
+      const url = systems.postgresUrl(input.system);
+      const result: Record<string, boolean> = {};
+      for (const name of input.names) result[name] = await postgres.databaseExists(url, name);
+      return result;
+    },
+
+    /** Idempotent rename; `closeFrom` first stops new connections to `from`. */
+    async renameDatabase(input: { system: string; from: string; to: string; closeFrom?: boolean }) {
+      await postgres.renameDatabase(systems.postgresUrl(input.system), input.from, input.to, { closeFrom: input.closeFrom });
+    },
+
+    async allowConnections(input: { system: string; database: string; allow: boolean }) {
+      await postgres.setAllowConnections(systems.postgresUrl(input.system), input.database, input.allow);
+    },
+
+    async dropDatabase(input: { system: string; database: string }) {
+      return postgres.dropDatabase(systems.postgresUrl(input.system), input.database);
+    },
+  };
+}

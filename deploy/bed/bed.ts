@@ -1,0 +1,243 @@
+/**
+ * The local bed: real peers on free loopback ports, for tests and `opsflow
+ * dev`. A Temporal dev server, a throwaway PostgreSQL 15 cluster (password
+ * auth over TCP, like production), Redis and MinIO. Binaries come from
+ * deploy/bed/install.sh (see .opsflow/tools.env).
+ *
+ * `startBed(dir)` returns the environment a worker needs; data lives in `dir`,
+ * and a second start over the same `dir` reuses it (dev keeps its backups).
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ObjectStore } from '../../src/adapters/s3.ts';
+import { SEARCH_ATTRIBUTE_NAMES } from '../../workflows/shared.ts';
+
+export const REPO_ROOT = resolve(import.meta.dirname, '../..');
+export const BED_CONFIG = join(REPO_ROOT, 'deploy/bed/opsflow.yaml');
+
+export interface BedOptions {
+  dir: string;
+  /** Serve the Temporal Web UI (dev) or not (tests). */
+  ui?: boolean;
+  /** Preferred ports; a taken one falls back to a free one. */
+  preferPorts?: { temporal?: number; ui?: number };
+}
+
+export interface Bed {
+  env: Record<string, string>;
+  temporalAddress: string;
+  uiUrl?: string;
+  pg: { port: number; socketDir: string; superuserUrl: string; appUrl: (db: string) => string };
+  redis: { port: number };
+  s3: { endpoint: string; bucket: string; accessKeyId: string; secretAccessKey: string };
+  stop(): Promise<void>;
+}
+
+const PG_PASSWORD = 'bed-pg-pass-7f3k';
+const S3_USER = 'opsflow-bed';
+const S3_PASSWORD = 'bed-s3-secret-9q2w';
+export const BED_BUCKET = 'opsflow-backups';
+
+export function readToolsEnv(): Record<string, string> {
+  const file = join(REPO_ROOT, '.opsflow/tools.env');
+  if (!existsSync(file)) throw new Error(`${file} is missing: run 'bash deploy/bed/install.sh' first`);
+  return Object.fromEntries(
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
+}
+
+export async function freePort(preferred?: number): Promise<number> {
+  const tryPort = (port: number) =>
+    new Promise<number | undefined>((res) => {
+      const srv = createServer();
+      srv.once('error', () => res(undefined));
+      srv.listen(port, '127.0.0.1', () => {
+        const p = (srv.address() as { port: number }).port;
+        srv.close(() => res(p));
+      });
+    });
+  if (preferred) {
+    const p = await tryPort(preferred);
+    if (p) return p;
+  }
+  return (await tryPort(0))!;
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await sleep(200);
+  }
+  throw new Error(`${what} did not come up within ${timeoutMs / 1000} s`);
+}
+
+/** Every daemon this process started, so a failed start or `stop()` ends them all. */
+const running = new Set<ChildProcess>();
+
+function startDaemon(name: string, dir: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const logFile = openSync(join(dir, `${name}.log`), 'a');
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', logFile, logFile], detached: false });
+  running.add(child);
+  child.on('exit', () => running.delete(child));
+  child.on('exit', (code, signal) => {
+    if (code !== 0 && signal !== 'SIGTERM' && signal !== 'SIGINT' && signal !== 'SIGKILL') {
+      process.stderr.write(`[bed] ${name} exited (${code ?? signal}); see ${join(dir, `${name}.log`)}\n`);
+    }
+  });
+  return child;
+}
+
+function asPostgresUser(): string[] {
+  // initdb and postgres refuse to run as root.
+  return process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--'] : [];
+}
+
+function pgOwn(path: string): void {
+  if (process.getuid?.() !== 0) return;
+  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+  chownSync(path, uid, gid);
+}
+
+async function startPostgres(dir: string, pgBin: string) {
+  const data = join(dir, 'pg');
+  const socketDir = join(dir, 'pg-socket');
+  mkdirSync(socketDir, { recursive: true });
+  pgOwn(socketDir);
+  if (!existsSync(join(data, 'PG_VERSION'))) {
+    mkdirSync(data, { recursive: true });
+    pgOwn(data);
+    const pwfile = join(dir, 'pg-pwfile');
+    writeFileSync(pwfile, `${PG_PASSWORD}\n`);
+    pgOwn(pwfile);
+    const sudo = asPostgresUser();
+    execFileSync(sudo[0] ?? `${pgBin}/initdb`, [...sudo.slice(1), ...(sudo.length ? [`${pgBin}/initdb`] : []),
+      '-D', data, '-U', 'postgres', '--pwfile', pwfile, '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C.UTF-8'], { stdio: 'ignore' });
+  }
+  const port = await freePort();
+  const sudo = asPostgresUser();
+  const args = ['-D', data, '-p', String(port), '-k', socketDir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off',
+    '-c', 'shared_buffers=256MB', '-c', 'max_wal_size=4GB', '-c', 'log_min_messages=warning'];
+  const child = startDaemon('postgres', dir, sudo[0] ?? `${pgBin}/postgres`, [...sudo.slice(1), ...(sudo.length ? [`${pgBin}/postgres`] : []), ...args]);
+  const superuserUrl = `postgresql://postgres:${PG_PASSWORD}@127.0.0.1:${port}/postgres`;
+  await waitFor('PostgreSQL', async () => {
+    execFileSync(`${pgBin}/pg_isready`, ['-h', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+    return true;
+  });
+  return { child, port, socketDir, superuserUrl, appUrl: (db: string) => `postgresql://postgres:${PG_PASSWORD}@127.0.0.1:${port}/${db}` };
+}
+
+async function startTemporal(dir: string, temporalBin: string, options: BedOptions) {
+  const port = await freePort(options.preferPorts?.temporal);
+  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--namespace', 'default',
+    '--db-filename', join(dir, 'temporal.sqlite'), '--log-level', 'warn',
+    '--http-port', String(await freePort()), '--metrics-port', String(await freePort())];
+  for (const name of SEARCH_ATTRIBUTE_NAMES) args.push('--search-attribute', `${name}=Keyword`);
+  let uiUrl: string | undefined;
+  if (options.ui) {
+    const uiPort = await freePort(options.preferPorts?.ui);
+    args.push('--ui-port', String(uiPort), '--ui-ip', '127.0.0.1', '--ui-disable-news-fetch' );
+    uiUrl = `http://127.0.0.1:${uiPort}`;
+  } else {
+    args.push('--headless');
+  }
+  const child = startDaemon('temporal', dir, temporalBin, args);
+  const address = `127.0.0.1:${port}`;
+  const { Connection } = await import('@temporalio/client');
+  await waitFor('Temporal dev server', async () => {
+    const c = await Connection.connect({ address, connectTimeout: 1000 });
+    try {
+      await c.workflowService.getSystemInfo({});
+      return true;
+    } finally {
+      await c.close();
+    }
+  });
+  return { child, address, uiUrl };
+}
+
+async function startRedis(dir: string) {
+  const port = await freePort();
+  const child = startDaemon('redis', dir, 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no']);
+  await waitFor('Redis', async () => execFileSync('redis-cli', ['-p', String(port), 'ping'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().includes('PONG'));
+  return { child, port };
+}
+
+async function startMinio(dir: string, minioBin: string) {
+  const port = await freePort();
+  const consolePort = await freePort();
+  const data = join(dir, 's3');
+  mkdirSync(data, { recursive: true });
+  const child = startDaemon('minio', dir, minioBin, ['server', data, '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:${consolePort}`, '--quiet'], {
+    MINIO_ROOT_USER: S3_USER,
+    MINIO_ROOT_PASSWORD: S3_PASSWORD,
+    MINIO_BROWSER: 'off',
+    MINIO_UPDATE: 'off',
+  });
+  const endpoint = `http://127.0.0.1:${port}`;
+  await waitFor('MinIO', async () => (await fetch(`${endpoint}/minio/health/live`)).ok);
+  const store = new ObjectStore({ bucket: BED_BUCKET, region: 'us-east-1', endpoint, forcePathStyle: true, credentials: { accessKeyId: S3_USER, secretAccessKey: S3_PASSWORD } });
+  await store.ensureBucket();
+  return { child, endpoint };
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await Promise.race([exited, sleep(10_000).then(() => child.kill('SIGKILL'))]);
+}
+
+export async function startBed(options: BedOptions): Promise<Bed> {
+  const dir = resolve(options.dir);
+  mkdirSync(dir, { recursive: true });
+  chmodSync(dir, 0o755); // the postgres user must reach its data directory inside
+
+  const tools = readToolsEnv();
+  try {
+    const [temporal, pg, redis, minio] = await Promise.all([
+      startTemporal(dir, tools.OPSFLOW_TEMPORAL_BIN!, options),
+      startPostgres(dir, tools.OPSFLOW_PG_BIN!),
+      startRedis(dir),
+      startMinio(dir, tools.OPSFLOW_MINIO_BIN!),
+    ]);
+    const started = [temporal.child, pg.child, redis.child, minio.child];
+    const env: Record<string, string> = {
+      TEMPORAL_ADDRESS: temporal.address,
+      TEMPORAL_NAMESPACE: 'default',
+      OPSFLOW_CONFIG: BED_CONFIG,
+      OPSFLOW_PG_BIN: tools.OPSFLOW_PG_BIN!,
+      OPSFLOW_TEMPORAL_TEST_SERVER_BIN: tools.OPSFLOW_TEMPORAL_TEST_SERVER_BIN ?? '',
+      BED_PG_PORT: String(pg.port),
+      BED_PG_SUPERUSER_URL: pg.superuserUrl,
+      BED_REDIS_PORT: String(redis.port),
+      BED_S3_ENDPOINT: minio.endpoint,
+      BED_S3_BUCKET: BED_BUCKET,
+      BED_S3_ACCESS_KEY_ID: S3_USER,
+      BED_S3_SECRET_ACCESS_KEY: S3_PASSWORD,
+      // The sample systems' database URLs, by reference from deploy/bed/opsflow.yaml.
+      DEMO_DATABASE_URL: pg.appUrl('demo'),
+    };
+    return {
+      env,
+      temporalAddress: temporal.address,
+      uiUrl: temporal.uiUrl,
+      pg: { port: pg.port, socketDir: pg.socketDir, superuserUrl: pg.superuserUrl, appUrl: pg.appUrl },
+      redis: { port: redis.port },
+      s3: { endpoint: minio.endpoint, bucket: BED_BUCKET, accessKeyId: S3_USER, secretAccessKey: S3_PASSWORD },
+      async stop() {
+        await Promise.all(started.map(stopChild));
+      },
+    };
+  } catch (err) {
+    await Promise.all([...running].map(stopChild));
+    throw err;
+  }
+}

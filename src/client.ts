@@ -1,0 +1,105 @@
+/**
+ * The typed client SDK other services (and the CLI) use to run procedures.
+ * Inputs are validated here with the same schemas the workflows use, so a bad
+ * input fails before anything starts, naming the field. Workflow IDs are the
+ * locks: a second restore of the same target is refused with the holder's ID.
+ */
+import { Client, Connection, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
+import type { z } from 'zod';
+import { formatIssues, readableErrors } from './config.ts';
+import { ConflictError, InvalidInputError } from './errors.ts';
+import { workflowIds } from './domain/names.ts';
+import { temporalTarget, type TemporalTarget } from './temporal.ts';
+import {
+  approveUpdate,
+  backupInputSchema,
+  rejectUpdate,
+  restoreInputSchema,
+  searchAttributes,
+  statusQuery,
+  type BackupInput,
+  type BackupResult,
+  type RestoreInput,
+  type RestoreResult,
+  type RunStatus,
+} from '../workflows/shared.ts';
+
+function validate<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const result = schema.safeParse(input, readableErrors);
+  if (!result.success) throw new InvalidInputError(`invalid input: ${formatIssues(result.error, 'input')}`);
+  return result.data;
+}
+
+export interface StartedRun<R> {
+  workflowId: string;
+  handle: WorkflowHandle;
+  result(): Promise<R>;
+}
+
+export class OpsflowClient {
+  private constructor(
+    readonly temporal: Client,
+    private readonly connection: Connection,
+    readonly target: TemporalTarget,
+  ) {}
+
+  static async connect(target: TemporalTarget = temporalTarget()): Promise<OpsflowClient> {
+    const connection = await Connection.connect({ address: target.address, tls: target.tls, apiKey: target.apiKey });
+    return new OpsflowClient(new Client({ connection, namespace: target.namespace }), connection, target);
+  }
+
+  async close(): Promise<void> {
+    await this.connection.close();
+  }
+
+  /** Starts a procedure; `procedure` is both the workflow type and the lock's name. */
+  private async start<R>(procedure: 'backup' | 'restore', input: unknown, workflowId: string, system: string): Promise<StartedRun<R>> {
+    try {
+      const handle = await this.temporal.workflow.start(procedure, {
+        taskQueue: this.target.taskQueue,
+        workflowId,
+        args: [input],
+        workflowIdConflictPolicy: 'FAIL',
+        typedSearchAttributes: [
+          { key: searchAttributes.system, value: system },
+          { key: searchAttributes.procedure, value: procedure },
+        ],
+      });
+      return { workflowId, handle, result: () => handle.result() as Promise<R> };
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) {
+        throw new ConflictError(`a ${procedure} of ${system} is already running as workflow ${workflowId}; wait for it or cancel it first`);
+      }
+      throw err;
+    }
+  }
+
+  async startBackup(input: BackupInput, options: { workflowId?: string } = {}): Promise<StartedRun<BackupResult>> {
+    const parsed = validate(backupInputSchema, input);
+    const workflowId = options.workflowId ?? workflowIds.backup(parsed.system, new Date());
+    return this.start<BackupResult>('backup', parsed, workflowId, parsed.system);
+  }
+
+  async startRestore(input: RestoreInput, options: { workflowId?: string } = {}): Promise<StartedRun<RestoreResult>> {
+    const parsed = validate(restoreInputSchema, input);
+    const workflowId = options.workflowId ?? workflowIds.restore(parsed.system, parsed.into ?? 'live');
+    return this.start<RestoreResult>('restore', parsed, workflowId, parsed.system);
+  }
+
+  async status(workflowId: string): Promise<RunStatus> {
+    return this.temporal.workflow.getHandle(workflowId).query(statusQuery);
+  }
+
+  async approve(workflowId: string, by: string, comment?: string): Promise<void> {
+    await this.temporal.workflow.getHandle(workflowId).executeUpdate(approveUpdate, { args: [{ by, comment }] });
+  }
+
+  async reject(workflowId: string, by: string, comment?: string): Promise<void> {
+    await this.temporal.workflow.getHandle(workflowId).executeUpdate(rejectUpdate, { args: [{ by, comment }] });
+  }
+
+  /** Cancels a run; its compensations still run. */
+  async cancel(workflowId: string): Promise<void> {
+    await this.temporal.workflow.getHandle(workflowId).cancel();
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The one declarative config file: which systems opsflow looks after and where
+ * their data lives. One zod schema, validated once at start; errors name the
+ * path and the reason (`systems.demo.postgres.url: required`).
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError, NotFoundError } from './errors.ts';
+import { readRef, type SecretRef } from './secrets.ts';
+import { SYSTEM_NAME_PATTERN } from './domain/names.ts';
+
+const secretRef = z.union([
+  z.strictObject({ env: z.string().min(1) }),
+  z.strictObject({ file: z.string().min(1) }),
+]);
+
+/** A secret: only ever a reference, so the file can be committed and shown. */
+const secret = z.custom<SecretRef>().superRefine((value, ctx) => {
+  if (typeof value === 'string') {
+    ctx.addIssue({ code: 'custom', message: 'must be a reference ({ env: NAME } or { file: PATH }), never an inline secret' });
+    return;
+  }
+  const parsed = secretRef.safeParse(value);
+  if (!parsed.success) ctx.addIssue({ code: 'custom', message: 'expected { env: NAME } or { file: PATH }' });
+});
+
+/** A plain setting that may also come from the environment (e.g. a bed's port). */
+const setting = z.union([z.string().min(1), secretRef]);
+export type Setting = z.infer<typeof setting>;
+
+const postgresSchema = z.strictObject({
+  /** libpq connection URL of the application database. */
+  url: secret,
+  /** Extra pg_dump flags, e.g. ["--exclude-table-data=audit_log"]. */
+  dumpArgs: z.array(z.string()).default([]),
+});
+
+const s3Schema = z.strictObject({
+  bucket: setting,
+  prefix: z.string().regex(/^[A-Za-z0-9._\-/]*$/, 'letters, digits, . _ - / only').default('opsflow'),
+  region: z.string().default('us-east-1'),
+  endpoint: setting.optional(),
+  forcePathStyle: z.boolean().default(false),
+  /** Without these the AWS default chain applies (env, profile, IRSA). */
+  accessKeyId: secret.optional(),
+  secretAccessKey: secret.optional(),
+});
+
+const systemSchema = z.strictObject({
+  postgres: postgresSchema.optional(),
+  s3: s3Schema,
+});
+
+const configSchema = z.strictObject({
+  version: z.literal(1),
+  temporal: z
+    .strictObject({
+      address: setting.optional(),
+      namespace: z.string().default('default'),
+      taskQueue: z.string().default('opsflow'),
+    })
+    .prefault({}),
+  systems: z.record(z.string().regex(SYSTEM_NAME_PATTERN, 'system names are lower-case letters, digits and -'), systemSchema),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type SystemConfig = z.infer<typeof systemSchema>;
+export type PostgresConfig = z.infer<typeof postgresSchema>;
+export type S3Config = z.infer<typeof s3Schema>;
+
+/** Turns zod issues into `path: reason` lines. */
+export function formatIssues(error: z.ZodError, root = ''): string {
+  return error.issues
+    .map((issue) => {
+      const path = [root, ...issue.path.map(String)].filter(Boolean).join('.');
+      return `${path || '(root)'}: ${issue.message}`;
+    })
+    .join('; ');
+}
+
+/** Missing fields read "required" rather than zod's "expected string, received undefined". */
+export const readableErrors = {
+  error: (issue: { input?: unknown; code?: string }) =>
+    issue.code === 'invalid_type' && issue.input === undefined ? 'required' : undefined,
+};
+
+/** Top-level `x-…` keys hold YAML anchors for reuse (as in Compose files); they are not config. */
+function withoutExtensions(raw: unknown): unknown {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
+  return Object.fromEntries(Object.entries(raw).filter(([key]) => !key.startsWith('x-')));
+}
+
+export function parseConfig(raw: unknown, source = 'config'): Config {
+  const result = configSchema.safeParse(withoutExtensions(raw), readableErrors);
+  if (!result.success) throw new ConfigError(`${source}: ${formatIssues(result.error)}`);
+  return result.data;
+}
+
+export function loadConfig(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  return parseConfig(raw, path);
+}
+
+export function configPath(explicit?: string): string {
+  return explicit ?? process.env.OPSFLOW_CONFIG ?? 'opsflow.yaml';
+}
+
+export function getSystem(config: Config, name: string): SystemConfig {
+  const system = config.systems[name];
+  if (!system) {
+    const known = Object.keys(config.systems).join(', ') || 'none';
+    throw new NotFoundError(`unknown system "${name}" (configured: ${known})`);
+  }
+  return system;
+}
+
+export function requirePostgres(config: Config, name: string): PostgresConfig {
+  const pg = getSystem(config, name).postgres;
+  if (!pg) throw new NotFoundError(`system "${name}" has no postgres component (systems.${name}.postgres)`);
+  return pg;
+}
+
+/** Resolves a plain setting that may be given as an env/file reference. */
+export function resolveSetting(value: Setting, where: string): string {
+  return typeof value === 'string' ? value : readRef(value, where);
+}

@@ -1,0 +1,55 @@
+/**
+ * Resolves a configured system into what adapters need: its database URL
+ * (secret, resolved only in the worker) and its S3 object store. The one place
+ * where config meets adapters.
+ */
+import { getSystem, requirePostgres, resolveSetting, type Config } from './config.ts';
+import { resolveSecret } from './secrets.ts';
+import { ObjectStore } from './adapters/s3.ts';
+
+export class Systems {
+  private readonly stores = new Map<string, ObjectStore>();
+
+  constructor(readonly config: Config) {}
+
+  /** Throws NotFound naming the configured systems when `name` is unknown. */
+  get(name: string) {
+    return getSystem(this.config, name);
+  }
+
+  postgresUrl(system: string): string {
+    return resolveSecret(requirePostgres(this.config, system).url, `systems.${system}.postgres.url`);
+  }
+
+  postgresDumpArgs(system: string): string[] {
+    return requirePostgres(this.config, system).dumpArgs;
+  }
+
+  s3Prefix(system: string): string {
+    return this.get(system).s3.prefix;
+  }
+
+  store(system: string): ObjectStore {
+    let store = this.stores.get(system);
+    if (!store) {
+      const s3 = this.get(system).s3;
+      const where = `systems.${system}.s3`;
+      const credentials =
+        s3.accessKeyId && s3.secretAccessKey
+          ? {
+              accessKeyId: resolveSecret(s3.accessKeyId, `${where}.accessKeyId`),
+              secretAccessKey: resolveSecret(s3.secretAccessKey, `${where}.secretAccessKey`),
+            }
+          : undefined;
+      store = new ObjectStore({
+        bucket: resolveSetting(s3.bucket, `${where}.bucket`),
+        region: s3.region,
+        endpoint: s3.endpoint === undefined ? undefined : resolveSetting(s3.endpoint, `${where}.endpoint`),
+        forcePathStyle: s3.forcePathStyle,
+        credentials,
+      });
+      this.stores.set(system, store);
+    }
+    return store;
+  }
+}

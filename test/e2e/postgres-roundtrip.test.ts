@@ -1,0 +1,100 @@
+/**
+ * The whole path once, for real: a database is backed up to S3 by the backup
+ * workflow, dropped, and restored by the restore workflow; every table's
+ * contents and the schema are identical. Also: `--into`, the approval gate,
+ * and that no secret reaches workflow history.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { client, startWorker, testSetup, bedEnv, bedStore, type WorkerProcess } from '../support/bed.ts';
+import { createSampleDatabase, databaseExists, dropDatabase, schemaOf, sql, tableChecksums } from '../support/data.ts';
+import type { OpsflowClient } from '../../src/client.ts';
+
+const DB = 'rt_app';
+const setup = testSetup('roundtrip', { shop: DB });
+let worker: WorkerProcess;
+let opsflow: OpsflowClient;
+
+before(async () => {
+  await createSampleDatabase(DB, 30_000);
+  worker = await startWorker(setup);
+  opsflow = await client(setup);
+});
+
+after(async () => {
+  await opsflow?.close();
+  await worker?.stop();
+  for (const db of [DB, `${DB}_old`, 'rt_copy']) await dropDatabase(db);
+});
+
+describe('PostgreSQL backup and restore round trip', () => {
+  let checksums: Record<string, string>;
+  let schema: string;
+  let backupId: string;
+
+  it('backs up to S3 with a manifest that records sizes, checksum and row counts', async () => {
+    checksums = await tableChecksums(DB);
+    schema = schemaOf(DB);
+    const run = await opsflow.startBackup({ system: 'shop' });
+    const result = await run.result();
+    backupId = result.backupId;
+    const pgc = result.manifest!.components.postgres!;
+    assert.equal(pgc.rowCounts['app.documents'], 30_000);
+    assert.equal(pgc.rowCounts['audit.events'], 500);
+    assert.equal(pgc.rowCounts['public.empty_table'], 0);
+    assert.match(pgc.sha256, /^[0-9a-f]{64}$/);
+    assert.ok(pgc.storedBytes < pgc.rawBytes, 'stored object is compressed');
+    const head = await bedStore().head(pgc.key);
+    assert.equal(head?.size, pgc.storedBytes);
+    assert.deepEqual(await bedStore().incompleteUploads(setup.prefix), []);
+  });
+
+  it('restores into a new database without touching the live one', async () => {
+    await sql(DB, `INSERT INTO app.users (name) VALUES ('written after the backup')`);
+    const run = await opsflow.startRestore({ system: 'shop', backup: backupId, into: 'rt_copy' });
+    const result = await run.result();
+    assert.equal(result.plan.mode, 'into');
+    assert.deepEqual(await tableChecksums('rt_copy'), checksums);
+    assert.notDeepEqual(await tableChecksums(DB), checksums, 'live database keeps the later write');
+  });
+
+  it('after the live database is dropped, a swap restore from latest brings back identical data and schema', async () => {
+    await dropDatabase(DB);
+    await sql('postgres', `CREATE DATABASE ${DB}`);
+    await sql(DB, 'CREATE TABLE wrong (x int)');
+    const run = await opsflow.startRestore({ system: 'shop', backup: 'latest' });
+    // The swap replaces the live database: it waits for an approval.
+    const waiting = await eventuallyAwaiting(run.workflowId);
+    assert.equal(waiting.plan.backupId, backupId);
+    assert.equal(await databaseExists(`${DB}_old`), false, 'nothing is changed before the approval');
+    await opsflow.approve(run.workflowId, 'test-sre');
+    const result = await run.result();
+    assert.equal(result.approvedBy, 'test-sre');
+    assert.deepEqual(await tableChecksums(DB), checksums);
+    assert.equal(schemaOf(DB), schema);
+    const [old] = await sql<{ datallowconn: boolean }>('postgres', 'SELECT datallowconn FROM pg_database WHERE datname = $1', [`${DB}_old`]);
+    assert.equal(old?.datallowconn, false, 'the replaced database is kept for rollback, closed to connections');
+    await sql('postgres', `ALTER DATABASE ${DB}_old WITH ALLOW_CONNECTIONS true`);
+    assert.deepEqual(Object.keys(await tableChecksums(`${DB}_old`)), ['public.wrong']);
+  });
+
+  it('keeps secrets out of workflow history', async () => {
+    const histories: string[] = [];
+    for await (const wf of opsflow.temporal.workflow.list({ query: `TaskQueue = "${setup.taskQueue}"` })) {
+      histories.push(JSON.stringify(await opsflow.temporal.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory()));
+    }
+    assert.ok(histories.length >= 3);
+    const secrets = [new URL(bedEnv('BED_PG_SUPERUSER_URL')).password, bedEnv('BED_S3_SECRET_ACCESS_KEY')];
+    for (const h of histories) for (const s of secrets) assert.ok(!h.includes(s), 'a secret appears in history');
+    for (const s of secrets) assert.ok(!worker.logs().includes(s), 'a secret appears in the worker log');
+  });
+
+  async function eventuallyAwaiting(workflowId: string) {
+    for (let i = 0; i < 300; i++) {
+      const status = await opsflow.status(workflowId).catch(() => undefined);
+      if (status?.awaitingApproval) return status.awaitingApproval;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error('restore never asked for approval');
+  }
+});

@@ -1,0 +1,42 @@
+/**
+ * `npm test`: starts one local bed (real Temporal, PostgreSQL, Redis, MinIO),
+ * prebuilds the workflow bundle once, then runs every test file with node's
+ * test runner against it, and stops the bed. Tiers run in order: unit,
+ * integration, end-to-end. `npm test -- test/e2e/crash.test.ts` runs a subset.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startBed, REPO_ROOT } from '../deploy/bed/bed.ts';
+import { writeWorkflowBundle } from '../workers/bundle.ts';
+
+const tiers = ['unit', 'integration', 'e2e'];
+const requested = process.argv.slice(2);
+const files = requested.length
+  ? requested
+  : tiers.flatMap((tier) =>
+      readdirSync(join(REPO_ROOT, 'test', tier))
+        .filter((f) => f.endsWith('.test.ts'))
+        .sort()
+        .map((f) => join('test', tier, f)),
+    );
+
+const dir = mkdtempSync(join(tmpdir(), 'opsflow-test-'));
+const started = Date.now();
+const bed = await startBed({ dir });
+const bundle = await writeWorkflowBundle(join(dir, 'workflow-bundle.js'));
+process.stderr.write(`[test] bed and workflow bundle ready in ${Date.now() - started} ms (${dir})\n`);
+
+const code = await new Promise<number>((resolve) => {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files], {
+    cwd: REPO_ROOT,
+    stdio: 'inherit',
+    env: { ...process.env, ...bed.env, OPSFLOW_WORKFLOW_BUNDLE: bundle, OPSFLOW_TEST_DIR: dir },
+  });
+  child.on('exit', (c) => resolve(c ?? 1));
+});
+
+await bed.stop();
+if (code === 0 && !process.env.OPSFLOW_KEEP_TEST_DIR) rmSync(dir, { recursive: true, force: true });
+process.exit(code);

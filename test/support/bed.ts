@@ -1,0 +1,138 @@
+/**
+ * Test access to the bed that test/run.ts started (its addresses arrive in
+ * the environment), plus a per-file config, worker processes and clients.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { randomBytes } from 'node:crypto';
+import { OpsflowClient } from '../../src/client.ts';
+import { ObjectStore } from '../../src/adapters/s3.ts';
+import { REPO_ROOT } from '../../deploy/bed/bed.ts';
+
+export function bedEnv(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run tests with 'npm test' (test/run.ts starts the bed)`);
+  return value;
+}
+
+export const PG_BIN = () => bedEnv('OPSFLOW_PG_BIN');
+
+/** The bed's PostgreSQL, superuser URL for `db`. */
+export function pgUrl(db: string): string {
+  const u = new URL(bedEnv('BED_PG_SUPERUSER_URL'));
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+export function bedStore(): ObjectStore {
+  return new ObjectStore({
+    bucket: bedEnv('BED_S3_BUCKET'),
+    region: 'us-east-1',
+    endpoint: bedEnv('BED_S3_ENDPOINT'),
+    forcePathStyle: true,
+    credentials: { accessKeyId: bedEnv('BED_S3_ACCESS_KEY_ID'), secretAccessKey: bedEnv('BED_S3_SECRET_ACCESS_KEY') },
+  });
+}
+
+export interface TestSetup {
+  /** Config file for workers of this test file. */
+  configPath: string;
+  /** Environment for workers: config, task queue, database URLs. */
+  env: Record<string, string>;
+  taskQueue: string;
+  /** S3 prefix of this setup, so tests never see each other's backups. */
+  prefix: string;
+}
+
+/**
+ * Writes a config with one system per entry (system name → database name),
+ * on a task queue and S3 prefix of its own.
+ */
+export function testSetup(label: string, systems: Record<string, string>): TestSetup {
+  const id = `${label}-${randomBytes(3).toString('hex')}`;
+  const dir = join(bedEnv('OPSFLOW_TEST_DIR'), id);
+  mkdirSync(dir, { recursive: true });
+  const env: Record<string, string> = {};
+  const lines = ['version: 1', 'systems:'];
+  for (const [system, db] of Object.entries(systems)) {
+    const varName = `${system.toUpperCase().replace(/-/g, '_')}_DATABASE_URL`;
+    env[varName] = pgUrl(db);
+    lines.push(
+      `  ${system}:`,
+      `    postgres:`,
+      `      url: { env: ${varName} }`,
+      `    s3:`,
+      `      bucket: { env: BED_S3_BUCKET }`,
+      `      prefix: tests/${id}`,
+      `      endpoint: { env: BED_S3_ENDPOINT }`,
+      `      forcePathStyle: true`,
+      `      accessKeyId: { env: BED_S3_ACCESS_KEY_ID }`,
+      `      secretAccessKey: { env: BED_S3_SECRET_ACCESS_KEY }`,
+    );
+  }
+  const configPath = join(dir, 'opsflow.yaml');
+  writeFileSync(configPath, `${lines.join('\n')}\n`);
+  const taskQueue = `opsflow-${id}`;
+  return { configPath, taskQueue, prefix: `tests/${id}`, env: { ...env, OPSFLOW_CONFIG: configPath, OPSFLOW_TASK_QUEUE: taskQueue } };
+}
+
+export interface WorkerProcess {
+  child: ChildProcess;
+  logs(): string;
+  /** SIGKILL: the crash a test wants. */
+  kill(): Promise<void>;
+  /** SIGTERM: graceful shutdown. */
+  stop(): Promise<void>;
+}
+
+/** Starts `workers/main.ts` as a separate process (one node process, so SIGKILL kills the worker itself). */
+export async function startWorker(setup: TestSetup, extraEnv: Record<string, string> = {}): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'workers/main.ts'], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...setup.env, ...extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const collect = (chunk: Buffer) => {
+    output += chunk.toString();
+    if (output.length > 1_000_000) output = output.slice(-500_000);
+  };
+  child.stdout!.on('data', collect);
+  child.stderr!.on('data', collect);
+  const deadline = Date.now() + 60_000;
+  while (!output.includes('worker ready')) {
+    if (child.exitCode !== null) throw new Error(`worker exited (${child.exitCode}):\n${output}`);
+    if (Date.now() > deadline) throw new Error(`worker not ready after 60 s:\n${output}`);
+    await sleep(100);
+  }
+  const end = async (signal: NodeJS.Signals) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill(signal);
+    await exited;
+  };
+  return { child, logs: () => output, kill: () => end('SIGKILL'), stop: () => end('SIGTERM') };
+}
+
+export async function client(setup: TestSetup): Promise<OpsflowClient> {
+  return OpsflowClient.connect({ address: bedEnv('TEMPORAL_ADDRESS'), namespace: 'default', taskQueue: setup.taskQueue });
+}
+
+/** Polls until `check` returns a value, or fails after `timeoutMs`. */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(200);
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}

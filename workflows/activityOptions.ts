@@ -1,0 +1,33 @@
+/**
+ * Activity option presets. Peers that are down get retries with exponential
+ * backoff, then a clear failure; errors that retrying cannot fix (bad input,
+ * auth, integrity) are not retried at all.
+ */
+import { proxyActivities, type ActivityOptions } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.ts';
+import { NON_RETRYABLE_TYPES } from '../src/errors.ts';
+
+const nonRetryableErrorTypes = [...NON_RETRYABLE_TYPES];
+
+/** Quick checks and catalog reads: a few tries over ~15 s, so a dead peer fails fast. */
+export const quick: ActivityOptions = {
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '8s', maximumAttempts: 4, nonRetryableErrorTypes },
+};
+
+/** Small changes to a peer (rename, create, drop): idempotent, retried a little longer. */
+export const change: ActivityOptions = {
+  startToCloseTimeout: '2m',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 6, nonRetryableErrorTypes },
+};
+
+/** Streaming transfers: hours allowed, but a silent worker is noticed within 15 s. */
+export const transfer: ActivityOptions = {
+  startToCloseTimeout: '12h',
+  heartbeatTimeout: '15s',
+  retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 5, nonRetryableErrorTypes },
+};
+
+export function activities(options: ActivityOptions) {
+  return proxyActivities<Activities>(options);
+}

@@ -1,0 +1,3 @@
+/** Every workflow the worker registers. One file per procedure. */
+export { backup } from './backup.ts';
+export { restore } from './restore.ts';
