@@ -14,20 +14,13 @@ import { IntegrityError } from '../src/errors.ts';
 import { backupPrefix, POSTGRES_DUMP_FILE } from '../src/domain/names.ts';
 import type { PostgresComponent } from '../src/domain/manifest.ts';
 import { startHeartbeats } from './progress.ts';
+import { feed, tap, throttle } from '../src/streams.ts';
 
 export interface PostgresDeps {
   systems: Systems;
   postgres: PostgresAdapter;
   /** zstd level: 3 is zstd's default, several times faster than gzip -6 at a smaller size. */
   zstdLevel?: number;
-}
-
-/** Counts bytes going through, and hashes them when asked. */
-async function* tap(source: AsyncIterable<Buffer>, onChunk: (chunk: Buffer) => void): AsyncGenerator<Buffer> {
-  for await (const chunk of source) {
-    onChunk(chunk);
-    yield chunk;
-  }
 }
 
 export function postgresActivities({ systems, postgres, zstdLevel = 3 }: PostgresDeps) {
@@ -62,26 +55,20 @@ export function postgresActivities({ systems, postgres, zstdLevel = 3 }: Postgre
         const dump = postgres.startDump(url, { snapshot, extraArgs: systems.postgresDumpArgs(system), signal });
         const zstd = startTool('zstd', [`-${zstdLevel}`, '-T0', '-q', '-c'], { signal });
         const rowCounts = postgres.rowCounts(client);
+        rowCounts.catch(() => undefined); // awaited below; if the upload fails first, not at all
 
-        // pg_dump → (count) → zstd
-        const feed = (async () => {
-          const stdin = zstd.child.stdin!;
-          for await (const chunk of dump.stdout as AsyncIterable<Buffer>) {
-            progress.bytesIn += chunk.length;
-            if (!stdin.write(chunk)) await new Promise((r) => stdin.once('drain', r));
-          }
-          stdin.end();
-        })();
-        feed.catch(() => zstd.child.kill('SIGKILL'));
-
-        // zstd → (hash, count) → S3; completes only if every stage succeeded.
+        // pg_dump → (count) → zstd → (hash, count, rate cap) → S3. The upload
+        // completes only if every stage exited cleanly.
+        const feeding = feed(dump.stdout, zstd.child.stdin!, (chunk) => (progress.bytesIn += chunk.length));
+        feeding.catch(() => zstd.child.kill('SIGKILL'));
         const hash = createHash('sha256');
+        const compressed = tap(zstd.child.stdout as AsyncIterable<Buffer>, (chunk) => {
+          hash.update(chunk);
+          progress.bytesOut += chunk.length;
+        });
         async function* body() {
-          yield* tap(zstd.child.stdout as AsyncIterable<Buffer>, (chunk) => {
-            hash.update(chunk);
-            progress.bytesOut += chunk.length;
-          });
-          await Promise.all([dump.done, feed, zstd.done]);
+          yield* throttle(compressed, systems.transferLimit(system));
+          await Promise.all([dump.done, feeding, zstd.done]);
         }
         const uploaded = await store.uploadStream(key, body(), { signal });
         const counts = await rowCounts;
@@ -126,17 +113,13 @@ export function postgresActivities({ systems, postgres, zstdLevel = 3 }: Postgre
         const hash = createHash('sha256');
         const zstd = startTool('zstd', ['-d', '-q', '-c'], { signal });
         const restore = postgres.startRestore(withDatabase(url, database), zstd.child.stdout as Readable, { signal });
-        const feed = (async () => {
-          const stdin = zstd.child.stdin!;
-          for await (const chunk of body as AsyncIterable<Buffer>) {
-            hash.update(chunk);
-            progress.bytesIn += chunk.length;
-            if (!stdin.write(chunk)) await new Promise((r) => stdin.once('drain', r));
-          }
-          stdin.end();
-        })();
-        feed.catch(() => zstd.child.kill('SIGKILL'));
-        await Promise.all([feed, zstd.done, restore.done]);
+        const download = throttle(body as AsyncIterable<Buffer>, systems.transferLimit(system));
+        const feeding = feed(download, zstd.child.stdin!, (chunk) => {
+          hash.update(chunk);
+          progress.bytesIn += chunk.length;
+        });
+        feeding.catch(() => zstd.child.kill('SIGKILL'));
+        await Promise.all([feeding, zstd.done, restore.done]);
 
         const sha256 = hash.digest('hex');
         if (sha256 !== component.sha256 || progress.bytesIn !== component.storedBytes) {

@@ -50,6 +50,12 @@ const s3Schema = z.strictObject({
 const systemSchema = z.strictObject({
   postgres: postgresSchema.optional(),
   s3: s3Schema,
+  limits: z
+    .strictObject({
+      /** Cap on backup/restore transfer rate, MB/s; none by default. */
+      transferMBps: z.number().positive().optional(),
+    })
+    .prefault({}),
 });
 
 const configSchema = z.strictObject({

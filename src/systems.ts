@@ -25,6 +25,12 @@ export class Systems {
     return requirePostgres(this.config, system).dumpArgs;
   }
 
+  /** Transfer cap in bytes per second, if the system sets one. */
+  transferLimit(system: string): number | undefined {
+    const mbps = this.get(system).limits.transferMBps;
+    return mbps === undefined ? undefined : mbps * 1_000_000;
+  }
+
   s3Prefix(system: string): string {
     return this.get(system).s3.prefix;
   }

@@ -35,6 +35,10 @@ export async function createWorker({ config, workflowBundlePath, deps }: WorkerO
     ...(workflowBundlePath ? { workflowBundle: { codePath: workflowBundlePath } } : { workflowsPath: WORKFLOWS_PATH }),
     // Backups and restores are few and heavy: a couple at a time per worker.
     maxConcurrentActivityTaskExecutions: Number(process.env.OPSFLOW_MAX_ACTIVITIES ?? 4),
+    // Progress reaches Temporal every 2 s (the SDK default is up to 80 % of the
+    // heartbeat timeout), so `opsflow status` shows bytes moving, not jumps.
+    maxHeartbeatThrottleInterval: '2s',
+    defaultHeartbeatThrottleInterval: '2s',
   });
   log.info('worker ready', { address: target.address, namespace: target.namespace, taskQueue: target.taskQueue, systems: Object.keys(config.systems) });
   return { worker, connection };
