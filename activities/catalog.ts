@@ -4,7 +4,7 @@
  */
 import type { Systems } from '../src/systems.ts';
 import { InvalidInputError, NotFoundError, PeerRejectedError } from '../src/errors.ts';
-import { formatIssues } from '../src/config.ts';
+import { formatIssues } from '../src/domain/validation.ts';
 import { backupPrefix, isBackupId, MANIFEST_FILE, systemPrefix } from '../src/domain/names.ts';
 import { manifestSchema, type Manifest } from '../src/domain/manifest.ts';
 

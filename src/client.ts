@@ -6,7 +6,7 @@
  */
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
 import type { z } from 'zod';
-import { formatIssues, readableErrors } from './config.ts';
+import { formatIssues, readableErrors } from './domain/validation.ts';
 import { ConflictError, InvalidInputError } from './errors.ts';
 import { workflowIds } from './domain/names.ts';
 import { temporalTarget, type TemporalTarget } from './temporal.ts';

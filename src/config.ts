@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { ConfigError, NotFoundError } from './errors.ts';
 import { readRef, type SecretRef } from './secrets.ts';
 import { SYSTEM_NAME_PATTERN } from './domain/names.ts';
+import { formatIssues, readableErrors } from './domain/validation.ts';
 
 const secretRef = z.union([
   z.strictObject({ env: z.string().min(1) }),
@@ -74,22 +75,6 @@ export type Config = z.infer<typeof configSchema>;
 export type SystemConfig = z.infer<typeof systemSchema>;
 export type PostgresConfig = z.infer<typeof postgresSchema>;
 export type S3Config = z.infer<typeof s3Schema>;
-
-/** Turns zod issues into `path: reason` lines. */
-export function formatIssues(error: z.ZodError, root = ''): string {
-  return error.issues
-    .map((issue) => {
-      const path = [root, ...issue.path.map(String)].filter(Boolean).join('.');
-      return `${path || '(root)'}: ${issue.message}`;
-    })
-    .join('; ');
-}
-
-/** Missing fields read "required" rather than zod's "expected string, received undefined". */
-export const readableErrors = {
-  error: (issue: { input?: unknown; code?: string }) =>
-    issue.code === 'invalid_type' && issue.input === undefined ? 'required' : undefined,
-};
 
 /** Top-level `x-…` keys hold YAML anchors for reuse (as in Compose files); they are not config. */
 function withoutExtensions(raw: unknown): unknown {

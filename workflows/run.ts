@@ -5,18 +5,14 @@
  */
 import { ApplicationFailure, isCancellation, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { z } from 'zod';
+import { formatIssues, readableErrors } from '../src/domain/validation.ts';
 import { searchAttributes, statusQuery, type RunStatus, type StepStatus } from './shared.ts';
 
 /** Parses workflow input; a bad input fails the run at once, naming the field. */
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
-  const result = schema.safeParse(input ?? {}, {
-    error: (issue: { input?: unknown; code?: string }) =>
-      issue.code === 'invalid_type' && issue.input === undefined ? 'required' : undefined,
-  });
+  const result = schema.safeParse(input ?? {}, readableErrors);
   if (!result.success) {
-    const message = result.error.issues
-      .map((i) => `${['input', ...i.path.map(String)].join('.')}: ${i.message}`)
-      .join('; ');
+    const message = formatIssues(result.error, 'input');
     throw ApplicationFailure.nonRetryable(`invalid input: ${message}`, 'InvalidInput');
   }
   return result.data;

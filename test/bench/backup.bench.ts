@@ -102,44 +102,48 @@ interface Sampled {
  * Samples /proc every `intervalMs` while a method runs: the peak RSS
  * (VmHWM, which only grows) of each process under `methodRoot`, and the CPU
  * time of every process under this script (so the bed's PostgreSQL backend
- * and MinIO count too). A process's last sample is taken at most
- * `intervalMs` before it exits, so up to that much of its CPU time (and a
- * peak reached in its very last moments) can be missed; for tools that run
- * seconds this is small.
+ * and MinIO count too, not only the tools).
+ *
+ * A process that exits is seen last up to `intervalMs` before its end. The
+ * CPU it used after that is not lost: its reaper's children-time (cutime +
+ * cstime) grows by the exited process's whole lifetime, so for each living
+ * process the growth of its children-time, less what was sampled of the
+ * exited processes below it, is the unsampled tail, shared among them in
+ * proportion to what was sampled. A peak RSS reached in a tool's last moments
+ * can still be missed; for tools that stream for seconds it is not reached then.
  */
-function sampleProcesses(methodRoot: number, intervalMs = 200) {
+function sampleProcesses(methodRoot: number, intervalMs = 100) {
   const self = process.pid;
-  const seen = new Map<number, { name: string; cpu0: number; cpu: number; hwm: number; inMethod: boolean }>();
+  interface Seen { name: string; ppid: number; own0: number; own: number; kids0: number; kids: number; hwm: number; inMethod: boolean; alive: boolean }
+  const seen = new Map<number, Seen>();
   let first = true;
   const sample = () => {
-    const parent = new Map<number, number>();
-    const stats = new Map<number, { name: string; cpu: number }>();
+    const stats = new Map<number, { name: string; ppid: number; own: number; kids: number }>();
     for (const entry of readdirSync('/proc')) {
       if (!/^\d+$/.test(entry)) continue;
       try {
         const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
         const close = stat.lastIndexOf(')');
-        const fields = stat.slice(close + 2).split(' '); // fields[0] is field 3 (state)
-        parent.set(Number(entry), Number(fields[1]));
-        stats.set(Number(entry), { name: stat.slice(stat.indexOf('(') + 1, close), cpu: (Number(fields[11]) + Number(fields[12])) / CLK_TCK });
+        const f = stat.slice(close + 2).split(' ').map(Number); // f[0] is field 3 (state): ppid 4, utime 14, stime 15, cutime 16, cstime 17
+        stats.set(Number(entry), { name: stat.slice(stat.indexOf('(') + 1, close), ppid: f[1]!, own: (f[11]! + f[12]!) / CLK_TCK, kids: (f[13]! + f[14]!) / CLK_TCK });
       } catch {
         // exited meanwhile
       }
     }
     const under = (pid: number, root: number): boolean => {
-      for (let p = parent.get(pid), depth = 0; p && depth < 32; p = parent.get(p), depth++) if (p === root) return true;
+      for (let p = stats.get(pid)?.ppid, depth = 0; p && depth < 32; p = stats.get(p)?.ppid, depth++) if (p === root) return true;
       return false;
     };
+    for (const info of seen.values()) info.alive = false;
     for (const [pid, st] of stats) {
-      if (!under(pid, self)) continue;
+      if (pid !== self && !under(pid, self)) continue;
       let info = seen.get(pid);
       if (!info) {
         // Running before the window: count from now. Started during it: count all its time.
-        info = { name: st.name, cpu0: first ? st.cpu : 0, cpu: st.cpu, hwm: 0, inMethod: false };
+        info = { name: st.name, ppid: st.ppid, own0: first ? st.own : 0, own: 0, kids0: first ? st.kids : 0, kids: 0, hwm: 0, inMethod: false, alive: true };
         seen.set(pid, info);
       }
-      info.name = st.name; // a forked child execs into its tool
-      info.cpu = st.cpu;
+      Object.assign(info, { name: st.name, ppid: st.ppid, own: st.own, kids: st.kids, alive: true }); // a forked child execs into its tool
       if (pid !== methodRoot && under(pid, methodRoot)) {
         info.inMethod = true;
         info.hwm = Math.max(info.hwm, (statusKiB(pid, 'VmHWM') ?? 0) * 1024);
@@ -153,13 +157,35 @@ function sampleProcesses(methodRoot: number, intervalMs = 200) {
     stop(): Sampled {
       clearInterval(timer);
       sample();
-      const peaks: Record<string, number> = {};
-      const cpu: Record<string, number> = {};
-      for (const info of seen.values()) {
-        if (info.inMethod) peaks[info.name] = Math.max(peaks[info.name] ?? 0, info.hwm);
-        cpu[info.name] = (cpu[info.name] ?? 0) + (info.cpu - info.cpu0);
+      const cpu = new Map<number, number>();
+      for (const [pid, info] of seen) if (pid !== self) cpu.set(pid, info.own - info.own0);
+      // The unsampled tails of exited processes, from their nearest living ancestor's children-time.
+      const reaperOf = (pid: number): number | undefined => {
+        for (let p = seen.get(pid)?.ppid, depth = 0; p !== undefined && depth < 32; p = seen.get(p)?.ppid, depth++) {
+          if (p === self || seen.get(p)?.alive) return p;
+        }
+        return undefined;
+      };
+      const exitedBelow = new Map<number, number[]>();
+      for (const [pid, info] of seen) {
+        if (info.alive || pid === self) continue;
+        const reaper = reaperOf(pid);
+        if (reaper !== undefined) exitedBelow.set(reaper, [...(exitedBelow.get(reaper) ?? []), pid]);
       }
-      return { peaks, cpu };
+      for (const [reaper, pids] of exitedBelow) {
+        const r = seen.get(reaper)!;
+        const sampled = pids.reduce((a, p) => a + cpu.get(p)!, 0);
+        const tail = r.kids - r.kids0 - sampled;
+        if (tail <= 0) continue;
+        for (const p of pids) cpu.set(p, cpu.get(p)! + (sampled > 0 ? (tail * cpu.get(p)!) / sampled : tail / pids.length));
+      }
+      const peaks: Record<string, number> = {};
+      const byName: Record<string, number> = {};
+      for (const [pid, info] of seen) {
+        if (info.inMethod) peaks[info.name] = Math.max(peaks[info.name] ?? 0, info.hwm);
+        if (pid !== self) byName[info.name] = (byName[info.name] ?? 0) + cpu.get(pid)!;
+      }
+      return { peaks, cpu: byName };
     },
   };
 }

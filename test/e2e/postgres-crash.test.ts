@@ -37,7 +37,7 @@ async function progressOf(workflowId: string, minBytes: number) {
     const d = await opsflow.temporal.workflow.getHandle(workflowId).describe();
     const raw = d.raw.pendingActivities?.[0]?.heartbeatDetails?.payloads?.[0]?.data;
     if (!raw) return undefined;
-    const details = JSON.parse(Buffer.from(raw).toString()) as { bytesIn: number; bytesOut: number; totalBytes?: number };
+    const details = JSON.parse(Buffer.from(raw).toString()) as { step: string; bytesIn: number; bytesOut: number; totalBytes?: number };
     const moved = details.step === 'restore' ? details.bytesIn : details.bytesOut;
     return moved >= minBytes ? { ...details, attempt: d.raw.pendingActivities![0]!.attempt } : undefined;
   }, 90_000);
