@@ -17,6 +17,8 @@ import { SEARCH_ATTRIBUTE_NAMES } from '../../workflows/shared.ts';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 export const BED_CONFIG = join(REPO_ROOT, 'deploy/bed/opsflow.yaml');
+/** Where `opsflow dev` keeps its bed; its env file there lets other CLI calls find it. */
+export const DEV_DIR = join(REPO_ROOT, '.opsflow/dev');
 
 export interface BedOptions {
   dir: string;
