@@ -68,7 +68,13 @@ const configSchema = z.strictObject({
       taskQueue: z.string().default('opsflow'),
     })
     .prefault({}),
-  systems: z.record(z.string().regex(SYSTEM_NAME_PATTERN, 'system names are lower-case letters, digits and -'), systemSchema),
+  systems: z.record(z.string(), systemSchema).superRefine((systems, ctx) => {
+    for (const name of Object.keys(systems)) {
+      if (!SYSTEM_NAME_PATTERN.test(name)) {
+        ctx.addIssue({ code: 'custom', path: [name], message: 'system names are lower-case letters, digits and - (at most 40)' });
+      }
+    }
+  }),
 });
 
 export type Config = z.infer<typeof configSchema>;

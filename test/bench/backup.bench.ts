@@ -221,7 +221,9 @@ async function runFloor(pgBin: string, url: string): Promise<Omit<Measurement, '
   const child = spawn(`${pgBin}/pg_dump`, ['--format=custom', '--compress=0', '--no-password'], {
     env: { ...process.env, ...libpqEnv(url) },
     stdio: ['ignore', devNull, 'pipe'],
+    detached: true, // its own process group, so an interrupted bench can end it (see cleanup)
   });
+  activeTool = child;
   // The root is this script: pg_dump is the method's only process.
   const sampler = sampleProcesses(process.pid);
   child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
@@ -257,7 +259,9 @@ async function runGzipPipeline(bed: Bed, aws: string, s3: S3Client, url: string,
       AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // its own process group, so an interrupted bench can end the whole pipeline (see cleanup)
   });
+  activeTool = child;
   const sampler = sampleProcesses(child.pid!);
   child.stdout!.on('data', (c: Buffer) => (err += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
@@ -334,6 +338,7 @@ async function benchSize(bed: Bed, aws: string, s3: S3Client, bundle: string, ta
   // A fresh worker per size, so its peak RSS belongs to this size.
   const setup = testSetup(`bench-${targetMiB}`, { [system]: db });
   const worker = await startWorker(setup, { OPSFLOW_WORKFLOW_BUNDLE: bundle });
+  currentWorker = worker;
   const opsflow = await client(setup);
   try {
     const pid = worker.child.pid!;
@@ -382,6 +387,7 @@ async function benchSize(bed: Bed, aws: string, s3: S3Client, bundle: string, ta
   } finally {
     await opsflow.close().catch(() => undefined);
     await worker.stop().catch(() => undefined);
+    currentWorker = undefined;
     await dropBenchDatabase(bed.env.BED_PG_SUPERUSER_URL!, db).catch(() => undefined);
   }
 }
@@ -485,9 +491,20 @@ function summary(results: SizeResult[]) {
 const aws = ensureAwsCli();
 const dir = mkdtempSync(join(tmpdir(), 'opsflow-bench-'));
 let bed: Bed | undefined;
+let currentWorker: WorkerProcess | undefined;
+/** The floor's pg_dump or the gzip pipeline's shell, each leading a process group of its own. */
+let activeTool: ChildProcess | undefined;
 let cleaning: Promise<void> | undefined;
 const cleanup = () =>
   (cleaning ??= (async () => {
+    if (activeTool?.pid && activeTool.exitCode === null && activeTool.signalCode === null) {
+      try {
+        process.kill(-activeTool.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    await currentWorker?.stop().catch(() => undefined);
     await bed?.stop().catch(() => undefined);
     if (!flags.keep) rmSync(dir, { recursive: true, force: true });
     else log(`kept ${dir}`);
@@ -521,7 +538,7 @@ try {
   await cleanup();
   process.exit(flags.check && !s.pass ? 1 : 0);
 } catch (err) {
-  log(`failed: ${(err as Error).stack ?? err}`);
+  if (!cleaning) log(`failed: ${(err as Error).stack ?? err}`); // else interrupted, and this is the killed tool's error
   await cleanup();
   process.exit(2);
 }

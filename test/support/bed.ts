@@ -95,6 +95,8 @@ export async function startWorker(setup: TestSetup, extraEnv: Record<string, str
     env: { ...process.env, ...setup.env, ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // A test process that dies must not leave its workers polling.
+  process.once('exit', () => child.kill('SIGKILL'));
   let output = '';
   const collect = (chunk: Buffer) => {
     output += chunk.toString();
