@@ -8,7 +8,7 @@ import { Context } from '@temporalio/activity';
 import type { Readable } from 'node:stream';
 import type { PostgresAdapter } from '../src/adapters/postgres.ts';
 import { databaseOf, withDatabase } from '../src/adapters/postgres.ts';
-import { startTool } from '../src/adapters/process.ts';
+import { startByteCounter, startTool } from '../src/adapters/process.ts';
 import type { Systems } from '../src/systems.ts';
 import { IntegrityError } from '../src/errors.ts';
 import { backupPrefix, POSTGRES_DUMP_FILE } from '../src/domain/names.ts';
@@ -19,11 +19,9 @@ import { feed, tap, throttle } from '../src/streams.ts';
 export interface PostgresDeps {
   systems: Systems;
   postgres: PostgresAdapter;
-  /** zstd level: 3 is zstd's default, several times faster than gzip -6 at a smaller size. */
-  zstdLevel?: number;
 }
 
-export function postgresActivities({ systems, postgres, zstdLevel = 3 }: PostgresDeps) {
+export function postgresActivities({ systems, postgres }: PostgresDeps) {
   return {
     /** The system exists and its database answers; what a backup would read. */
     async checkPostgres(input: { system: string }) {
@@ -52,15 +50,15 @@ export function postgresActivities({ systems, postgres, zstdLevel = 3 }: Postgre
       const stopHeartbeats = startHeartbeats(progress);
       try {
         const serverVersion = (await client.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v;
+        // pg_dump → pv (counts) → zstd run as one OS pipeline; Node only sees
+        // the compressed stream: hash, count, rate cap, S3. The upload
+        // completes only if every stage exited cleanly.
         const dump = postgres.startDump(url, { snapshot, extraArgs: systems.postgresDumpArgs(system), signal });
-        const zstd = startTool('zstd', [`-${zstdLevel}`, '-T0', '-q', '-c'], { signal });
+        const counter = startByteCounter(dump.stdout, (total) => (progress.bytesIn = total), signal);
+        const zstd = startTool('zstd', [`-${systems.compressionLevel(system)}`, '-T0', '-q', '-c'], { stdio: [counter.stdout, 'pipe', 'pipe'], signal });
         const rowCounts = postgres.rowCounts(client);
         rowCounts.catch(() => undefined); // awaited below; if the upload fails first, not at all
 
-        // pg_dump → (count) → zstd → (hash, count, rate cap) → S3. The upload
-        // completes only if every stage exited cleanly.
-        const feeding = feed(dump.stdout, zstd.child.stdin!, (chunk) => (progress.bytesIn += chunk.length));
-        feeding.catch(() => zstd.child.kill('SIGKILL'));
         const hash = createHash('sha256');
         const compressed = tap(zstd.child.stdout as AsyncIterable<Buffer>, (chunk) => {
           hash.update(chunk);
@@ -68,7 +66,7 @@ export function postgresActivities({ systems, postgres, zstdLevel = 3 }: Postgre
         });
         async function* body() {
           yield* throttle(compressed, systems.transferLimit(system));
-          await Promise.all([dump.done, feeding, zstd.done]);
+          await Promise.all([dump.done, counter.done, zstd.done]);
         }
         const uploaded = await store.uploadStream(key, body(), { signal });
         const counts = await rowCounts;

@@ -51,6 +51,12 @@ const s3Schema = z.strictObject({
 const systemSchema = z.strictObject({
   postgres: postgresSchema.optional(),
   s3: s3Schema,
+  compression: z
+    .strictObject({
+      /** zstd level. 3 (zstd's default) is 2.5x faster than gzip -6 at about the same size; higher is smaller and slower. */
+      level: z.number().int().min(1).max(19).default(3),
+    })
+    .prefault({}),
   limits: z
     .strictObject({
       /** Cap on backup/restore transfer rate, MB/s; none by default. */

@@ -31,6 +31,10 @@ export class Systems {
     return mbps === undefined ? undefined : mbps * 1_000_000;
   }
 
+  compressionLevel(system: string): number {
+    return this.get(system).compression.level;
+  }
+
   s3Prefix(system: string): string {
     return this.get(system).s3.prefix;
   }

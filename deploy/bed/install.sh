@@ -15,9 +15,9 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 
 say() { printf '[install] %s\n' "$*" >&2; }
 
-# Debian packages: PostgreSQL 15 (server, pg_dump, pg_restore), Redis, zstd.
+# Debian packages: PostgreSQL 15 (server, pg_dump, pg_restore), Redis, zstd, pv.
 apt_missing=()
-for pkg in postgresql-15 postgresql-client-15 redis-server redis-tools zstd gzip; do
+for pkg in postgresql-15 postgresql-client-15 redis-server redis-tools zstd pv gzip; do
   [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] || apt_missing+=("$pkg")
 done
 if [ ${#apt_missing[@]} -gt 0 ]; then

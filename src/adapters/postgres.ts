@@ -174,16 +174,12 @@ export class PostgresAdapter {
    */
   startRestore(url: string, input: Readable, options: { signal?: AbortSignal }): Tool {
     const args = ['--exit-on-error', '--no-password', `--dbname=${databaseOf(url)}`];
-    const tool = startTool(this.bin('pg_restore'), args, {
+    return startTool(this.bin('pg_restore'), args, {
       env: libpqEnv(url),
       stdio: [input, 'ignore', 'pipe'],
       signal: options.signal,
       onFailure: (message) => new IntegrityError(message),
     });
-    // pg_restore now holds its own copy of the pipe; close ours, or the
-    // producer's 'close' event would wait forever for us to drain it.
-    input.destroy();
-    return tool;
   }
 
   /**

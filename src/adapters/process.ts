@@ -5,6 +5,7 @@
  * error message; an abort signal kills the process.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { redact } from '../secrets.ts';
 import { PeerUnavailableError } from '../errors.ts';
 
@@ -25,10 +26,14 @@ export interface ToolOptions {
 const STDERR_KEEP = 8 * 1024;
 
 export function startTool(command: string, args: string[], options: ToolOptions = {}): Tool {
-  const child = spawn(command, args, {
-    env: { ...process.env, ...options.env },
-    stdio: options.stdio ?? ['pipe', 'pipe', 'pipe'],
-  });
+  const stdio = options.stdio ?? ['pipe', 'pipe', 'pipe'];
+  const child = spawn(command, args, { env: { ...process.env, ...options.env }, stdio });
+  // A stream given as stdio (another tool's stdout) now belongs to the child,
+  // which holds its own copy of the pipe: close ours, or the producer's
+  // 'close' event would wait forever for us to drain it.
+  if (Array.isArray(stdio)) {
+    for (const s of stdio) if (s && typeof s === 'object' && 'destroy' in s) (s as Readable).destroy();
+  }
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString('utf8')).slice(-STDERR_KEEP);
@@ -50,4 +55,19 @@ export function startTool(command: string, args: string[], options: ToolOptions 
   // Callers await `done` later; keep an early failure from becoming unhandled.
   done.catch(() => undefined);
   return { child, done };
+}
+
+/**
+ * Counts the bytes of a stream between two tools without copying them through
+ * Node: `pv` splices the pipe and reports the running total once a second.
+ */
+export function startByteCounter(input: Readable, onBytes: (total: number) => void, signal?: AbortSignal): Tool & { stdout: Readable } {
+  const tool = startTool('pv', ['--numeric', '--bytes', '--interval', '1', '--force'], { stdio: [input, 'pipe', 'pipe'], signal });
+  let partial = '';
+  tool.child.stderr!.on('data', (chunk: Buffer) => {
+    const lines = (partial + chunk.toString('utf8')).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) if (/^\d+$/.test(line.trim())) onBytes(Number(line.trim()));
+  });
+  return { ...tool, stdout: tool.child.stdout! };
 }

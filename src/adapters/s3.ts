@@ -41,9 +41,9 @@ export interface UploadProgress {
 }
 
 const MiB = 1024 * 1024;
-/** First parts are 16 MiB; the size doubles every 1000 parts to stay under S3's 10,000-part limit. */
+/** First parts are 8 MiB; the size doubles every 1000 parts to stay under S3's 10,000-part limit. */
 function partSizeFor(partNumber: number): number {
-  return 16 * MiB * 2 ** Math.floor((partNumber - 1) / 1000);
+  return 8 * MiB * 2 ** Math.floor((partNumber - 1) / 1000);
 }
 const PARTS_IN_FLIGHT = 2;
 
