@@ -5,7 +5,7 @@
  * integration, end-to-end. `npm test -- test/e2e/crash.test.ts` runs a subset.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBed, REPO_ROOT } from '../deploy/bed/bed.ts';
@@ -16,7 +16,7 @@ const requested = process.argv.slice(2);
 const files = requested.length
   ? requested
   : tiers.flatMap((tier) =>
-      readdirSync(join(REPO_ROOT, 'test', tier))
+      (existsSync(join(REPO_ROOT, 'test', tier)) ? readdirSync(join(REPO_ROOT, 'test', tier)) : [])
         .filter((f) => f.endsWith('.test.ts'))
         .sort()
         .map((f) => join('test', tier, f)),

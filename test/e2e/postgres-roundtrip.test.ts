@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { client, startWorker, testSetup, bedEnv, bedStore, type WorkerProcess } from '../support/bed.ts';
 import { createSampleDatabase, databaseExists, dropDatabase, schemaOf, sql, tableChecksums } from '../support/data.ts';
 import type { OpsflowClient } from '../../src/client.ts';
+import { ConflictError } from '../../src/errors.ts';
 
 const DB = 'rt_app';
 const setup = testSetup('roundtrip', { shop: DB });
@@ -67,6 +68,12 @@ describe('PostgreSQL backup and restore round trip', () => {
     const waiting = await eventuallyAwaiting(run.workflowId);
     assert.equal(waiting.plan.backupId, backupId);
     assert.equal(await databaseExists(`${DB}_old`), false, 'nothing is changed before the approval');
+    // One restore per target at a time: a second caller is refused, told which run holds it.
+    await assert.rejects(opsflow.startRestore({ system: 'shop', backup: 'latest' }), (err: Error) => {
+      assert.ok(err instanceof ConflictError);
+      assert.match(err.message, new RegExp(`already running as workflow ${run.workflowId}`));
+      return true;
+    });
     await opsflow.approve(run.workflowId, 'test-sre');
     const result = await run.result();
     assert.equal(result.approvedBy, 'test-sre');
