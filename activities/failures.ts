@@ -10,7 +10,10 @@ import { redact } from '../src/secrets.ts';
 
 export function toFailure(err: unknown): unknown {
   if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return err;
-  if (Context.current().cancellationSignal.aborted) return err; // let the SDK report the cancellation
+  // Whatever broke while we were being cancelled (a killed pg_dump, an
+  // aborted upload) is the cancellation: report it as one.
+  const signal = Context.current().cancellationSignal;
+  if (signal.aborted) return signal.reason instanceof CancelledFailure ? signal.reason : new CancelledFailure('activity cancelled');
   if (err instanceof OpsflowError) {
     return ApplicationFailure.create({ type: err.type, message: redact(err.message), nonRetryable: !err.retryable });
   }

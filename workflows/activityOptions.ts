@@ -3,7 +3,7 @@
  * backoff, then a clear failure; errors that retrying cannot fix (bad input,
  * auth, integrity) are not retried at all.
  */
-import { proxyActivities, type ActivityOptions } from '@temporalio/workflow';
+import { ActivityCancellationType, proxyActivities, type ActivityOptions } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
 import { NON_RETRYABLE_TYPES } from '../src/errors.ts';
 
@@ -21,10 +21,15 @@ export const change: ActivityOptions = {
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 6, nonRetryableErrorTypes },
 };
 
-/** Streaming transfers: hours allowed, but a silent worker is noticed within 15 s. */
+/**
+ * Streaming transfers: hours allowed, but a silent worker is noticed within
+ * 15 s. On cancellation the workflow waits for the activity's own cleanup
+ * (abort the upload, kill pg_dump), so "cancelled" means nothing is left.
+ */
 export const transfer: ActivityOptions = {
   startToCloseTimeout: '12h',
   heartbeatTimeout: '15s',
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 5, nonRetryableErrorTypes },
 };
 

@@ -77,6 +77,19 @@ describe('worker crash mid-transfer', () => {
     assert.ok(attempts.some((a) => a === 2), 'the dump activity ran a second attempt on the new worker');
   });
 
+  it('a backup cancelled mid-upload leaves no object and no incomplete upload', async () => {
+    const run = await opsflow.startBackup({ system: 'crashy' });
+    await progressOf(run.workflowId, 1_000_000);
+    const started = await opsflow.temporal.workflow.getHandle(run.workflowId).describe();
+    const key = backupPrefix(setup.prefix, 'crashy', backupIdFor(started.startTime, run.workflowId)) + POSTGRES_DUMP_FILE;
+    await opsflow.cancel(run.workflowId);
+    await assert.rejects(run.result());
+    assert.equal((await opsflow.status(run.workflowId)).phase, 'cancelled');
+    // The workflow waited for the activity's cleanup before it reported "cancelled".
+    assert.deepEqual(await bedStore().incompleteUploads(key), []);
+    assert.equal(await bedStore().head(key), undefined);
+  });
+
   it('a restore killed mid-download is finished by a new worker and is exact', async () => {
     const run = await opsflow.startRestore({ system: 'crashy', backup: backupId, into: 'crash_copy' });
     await progressOf(run.workflowId, 1_000_000);

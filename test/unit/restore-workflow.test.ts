@@ -7,7 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
+import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { Context } from '@temporalio/activity';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
@@ -21,6 +21,7 @@ import { bedEnv } from '../support/bed.ts';
 let env: TestWorkflowEnvironment;
 
 before(async () => {
+  Runtime.install({ logger: new DefaultLogger('WARN') }); // the workflows' expected failures are not news here
   env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: bedEnv('OPSFLOW_TEMPORAL_TEST_SERVER_BIN') } },
   });
@@ -84,6 +85,8 @@ async function withWorker<T>(activities: Partial<Activities>, fn: (taskQueue: st
     taskQueue,
     workflowBundle: { codePath: bedEnv('OPSFLOW_WORKFLOW_BUNDLE') },
     activities,
+    maxHeartbeatThrottleInterval: '100ms',
+    defaultHeartbeatThrottleInterval: '100ms',
   });
   return worker.runUntil(fn(taskQueue));
 }
