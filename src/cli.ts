@@ -73,6 +73,7 @@ function one(positionals: string[], what: string): string {
   return value;
 }
 
+/** Shows the plan once; on a terminal asks and answers the update, otherwise says how to. */
 async function askApproval(opsflow: OpsflowClient, workflowId: string, status: RunStatus): Promise<boolean> {
   const plan = status.awaitingApproval!.plan;
   process.stderr.write(
@@ -81,7 +82,7 @@ async function askApproval(opsflow: OpsflowClient, workflowId: string, status: R
   );
   if (!process.stdin.isTTY) {
     process.stderr.write(`Waiting for approval: opsflow approve ${workflowId}   (or reject)\n`);
-    return false;
+    return true;
   }
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   const answer = (await rl.question('Approve? [y/N] ')).trim().toLowerCase();
@@ -182,7 +183,7 @@ export async function main(argv: string[]): Promise<number> {
         const by = values.by ?? userInfo().username;
         if (command === 'approve') await opsflow.approve(workflowId, by, values.comment);
         else await opsflow.reject(workflowId, by, values.comment);
-        process.stderr.write(`${command}d ${workflowId} as ${by}\n`);
+        process.stderr.write(`${command === 'approve' ? 'approved' : 'rejected'} ${workflowId} as ${by}\n`);
         return 0;
       }
       case 'cancel': {

@@ -6,7 +6,7 @@
  * restarts. `--once` also restores that backup into a scratch database,
  * checks it, and exits: the quick proof that everything works.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BED_CONFIG, DEV_DIR, startBed } from '../deploy/bed/bed.ts';
 import { ensureDemoDatabase } from '../deploy/bed/demo.ts';
@@ -74,6 +74,7 @@ export async function runDev(options: { once: boolean }): Promise<number> {
     await running.catch(() => undefined);
     await connection.close();
     await bed.stop();
+    rmSync(join(DEV_DIR, 'env'), { force: true }); // nothing to connect to any more
   }
   return code;
 }
