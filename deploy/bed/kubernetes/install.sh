@@ -194,10 +194,14 @@ step_etcd
 step_kwok
 step_k8s
 log "done in $(elapsed $T0)"
+# paths.env is the one place that maps the versions above to binaries:
+# cluster.ts reads it instead of repeating the versions.
 printf '%s\n' \
   "ETCD=$KDIR/etcd-$ETCD_VERSION/etcd" \
   "KUBE_APISERVER=$KDIR/k8s-$K8S_VERSION/kube-apiserver" \
   "KUBE_CONTROLLER_MANAGER=$KDIR/k8s-$K8S_VERSION/kube-controller-manager" \
   "KUBE_SCHEDULER=$KDIR/k8s-$K8S_VERSION/kube-scheduler" \
   "KWOK=$KDIR/kwok-$KWOK_VERSION/kwok" \
-  "KWOK_STAGES=$KDIR/kwok-$KWOK_VERSION/stage"
+  "KWOK_STAGES=$KDIR/kwok-$KWOK_VERSION/stage" >"$KDIR/paths.env.tmp"
+mv -f "$KDIR/paths.env.tmp" "$KDIR/paths.env"
+cat "$KDIR/paths.env"
