@@ -9,16 +9,19 @@ import assert from 'node:assert/strict';
 import { client, startWorker, testSetup, bedEnv, bedStore, type WorkerProcess } from '../support/bed.ts';
 import { createSampleDatabase, databaseExists, dropDatabase, schemaOf, sql, tableChecksums } from '../support/data.ts';
 import type { OpsflowClient } from '../../src/client.ts';
+import { freePort } from '../../deploy/bed/bed.ts';
 import { ConflictError } from '../../src/errors.ts';
 
 const DB = 'rt_app';
 const setup = testSetup('roundtrip', { shop: DB });
 let worker: WorkerProcess;
 let opsflow: OpsflowClient;
+let healthPort: number;
 
 before(async () => {
   await createSampleDatabase(DB, 30_000);
-  worker = await startWorker(setup);
+  healthPort = await freePort();
+  worker = await startWorker(setup, { OPSFLOW_HEALTH_PORT: String(healthPort) });
   opsflow = await client(setup);
 });
 
@@ -29,6 +32,12 @@ after(async () => {
 });
 
 describe('PostgreSQL backup and restore round trip', () => {
+  it('the worker answers its readiness probe while polling', async () => {
+    const ready = await fetch(`http://127.0.0.1:${healthPort}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.equal(await ready.text(), 'running\n');
+  });
+
   let checksums: Record<string, string>;
   let schema: string;
   let backupId: string;
