@@ -2,7 +2,8 @@
  * `npm test`: starts one local bed (real Temporal, PostgreSQL, Redis, MinIO),
  * prebuilds the workflow bundle once, then runs every test file with node's
  * test runner against it, and stops the bed. Tiers run in order: unit,
- * integration, end-to-end. `npm test -- test/e2e/crash.test.ts` runs a subset.
+ * integration, end-to-end, Kubernetes. `npm test -- test/e2e/crash.test.ts`
+ * runs a subset.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -11,7 +12,8 @@ import { join } from 'node:path';
 import { startBed, REPO_ROOT } from '../deploy/bed/bed.ts';
 import { writeWorkflowBundle } from '../workers/bundle.ts';
 
-const tiers = ['unit', 'integration', 'e2e'];
+// kubernetes/ files start their own control plane (deploy/bed/kubernetes/cluster.ts).
+const tiers = ['unit', 'integration', 'e2e', 'kubernetes'];
 const requested = process.argv.slice(2);
 const files = requested.length
   ? requested

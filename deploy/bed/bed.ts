@@ -7,13 +7,14 @@
  * `startBed(dir)` returns the environment a worker needs; data lives in `dir`,
  * and a second start over the same `dir` reuses it (dev keeps its backups).
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ObjectStore } from '../../src/adapters/s3.ts';
 import { SEARCH_ATTRIBUTE_NAMES } from '../../workflows/shared.ts';
+import { freePort, startDaemon, stopDaemon, waitFor, type Daemon } from './daemons.ts';
+
+export { freePort };
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 export const BED_CONFIG = join(REPO_ROOT, 'deploy/bed/opsflow.yaml');
@@ -54,61 +55,27 @@ export function readToolsEnv(): Record<string, string> {
   );
 }
 
-export async function freePort(preferred?: number): Promise<number> {
-  const tryPort = (port: number) =>
-    new Promise<number | undefined>((res) => {
-      const srv = createServer();
-      srv.once('error', () => res(undefined));
-      srv.listen(port, '127.0.0.1', () => {
-        const p = (srv.address() as { port: number }).port;
-        srv.close(() => res(p));
-      });
-    });
-  if (preferred) {
-    const p = await tryPort(preferred);
-    if (p) return p;
-  }
-  return (await tryPort(0))!;
-}
+/** SIGTERM to SIGKILL: dev reuses the data, so give the daemons time to shut down cleanly. */
+const STOP_GRACE_MS = 10_000;
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await sleep(200);
-  }
-  throw new Error(`${what} did not come up within ${timeoutMs / 1000} s`);
-}
-
-/** Every daemon this process started, so a failed start or `stop()` ends them all. */
-const running = new Set<ChildProcess>();
-
-function startDaemon(name: string, dir: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  const logFile = openSync(join(dir, `${name}.log`), 'a');
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', logFile, logFile], detached: false });
-  running.add(child);
-  child.on('exit', () => running.delete(child));
-  child.on('exit', (code, signal) => {
-    if (code !== 0 && signal !== 'SIGTERM' && signal !== 'SIGINT' && signal !== 'SIGKILL') {
-      process.stderr.write(`[bed] ${name} exited (${code ?? signal}); see ${join(dir, `${name}.log`)}\n`);
-    }
-  });
-  return child;
-}
-
-function asPostgresUser(): string[] {
-  // initdb and postgres refuse to run as root.
-  return process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--'] : [];
+/**
+ * initdb and postgres refuse to run as root; as root we run them as the postgres
+ * user. Directly, not through runuser: the exit hook's SIGKILL would end runuser
+ * and orphan the postmaster.
+ */
+function postgresUser(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+  return { uid, gid };
 }
 
 function pgOwn(path: string): void {
-  if (process.getuid?.() !== 0) return;
-  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
-  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
-  chownSync(path, uid, gid);
+  const user = postgresUser();
+  if (user) chownSync(path, user.uid, user.gid);
 }
 
-async function startPostgres(dir: string, pgBin: string) {
+async function startPostgres(dir: string, pgBin: string, daemons: Daemon[]) {
   const data = join(dir, 'pg');
   const socketDir = join(dir, 'pg-socket');
   mkdirSync(socketDir, { recursive: true });
@@ -119,24 +86,22 @@ async function startPostgres(dir: string, pgBin: string) {
     const pwfile = join(dir, 'pg-pwfile');
     writeFileSync(pwfile, `${PG_PASSWORD}\n`);
     pgOwn(pwfile);
-    const sudo = asPostgresUser();
-    execFileSync(sudo[0] ?? `${pgBin}/initdb`, [...sudo.slice(1), ...(sudo.length ? [`${pgBin}/initdb`] : []),
-      '-D', data, '-U', 'postgres', '--pwfile', pwfile, '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C.UTF-8'], { stdio: 'ignore' });
+    execFileSync(`${pgBin}/initdb`, ['-D', data, '-U', 'postgres', '--pwfile', pwfile, '--auth-local=trust', '--auth-host=scram-sha-256',
+      '-E', 'UTF8', '--locale=C.UTF-8'], { stdio: 'ignore', ...postgresUser() });
   }
   const port = await freePort();
-  const sudo = asPostgresUser();
   const args = ['-D', data, '-p', String(port), '-k', socketDir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off',
     '-c', 'shared_buffers=256MB', '-c', 'max_wal_size=4GB', '-c', 'log_min_messages=warning'];
-  const child = startDaemon('postgres', dir, sudo[0] ?? `${pgBin}/postgres`, [...sudo.slice(1), ...(sudo.length ? [`${pgBin}/postgres`] : []), ...args]);
+  startDaemon('postgres', `${pgBin}/postgres`, args, { dir, daemons, reportAs: 'bed', user: postgresUser() });
   const superuserUrl = `postgresql://postgres:${PG_PASSWORD}@127.0.0.1:${port}/postgres`;
   await waitFor('PostgreSQL', async () => {
     execFileSync(`${pgBin}/pg_isready`, ['-h', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
     return true;
-  });
-  return { child, port, socketDir, superuserUrl, appUrl: (db: string) => `postgresql://postgres:${PG_PASSWORD}@127.0.0.1:${port}/${db}` };
+  }, { daemons });
+  return { port, socketDir, superuserUrl, appUrl: (db: string) => `postgresql://postgres:${PG_PASSWORD}@127.0.0.1:${port}/${db}` };
 }
 
-async function startTemporal(dir: string, temporalBin: string, options: BedOptions) {
+async function startTemporal(dir: string, temporalBin: string, options: BedOptions, daemons: Daemon[]) {
   const port = await freePort(options.preferPorts?.temporal);
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--namespace', 'default',
     '--db-filename', join(dir, 'temporal.sqlite'), '--log-level', 'warn',
@@ -150,7 +115,7 @@ async function startTemporal(dir: string, temporalBin: string, options: BedOptio
   } else {
     args.push('--headless');
   }
-  const child = startDaemon('temporal', dir, temporalBin, args);
+  startDaemon('temporal', temporalBin, args, { dir, daemons, reportAs: 'bed' });
   const address = `127.0.0.1:${port}`;
   const { Connection } = await import('@temporalio/client');
   await waitFor('Temporal dev server', async () => {
@@ -161,40 +126,38 @@ async function startTemporal(dir: string, temporalBin: string, options: BedOptio
     } finally {
       await c.close();
     }
-  });
-  return { child, address, uiUrl };
+  }, { daemons });
+  return { address, uiUrl };
 }
 
-async function startRedis(dir: string) {
+async function startRedis(dir: string, daemons: Daemon[]) {
   const port = await freePort();
-  const child = startDaemon('redis', dir, 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no']);
-  await waitFor('Redis', async () => execFileSync('redis-cli', ['-p', String(port), 'ping'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().includes('PONG'));
-  return { child, port };
+  startDaemon('redis', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { dir, daemons, reportAs: 'bed' });
+  await waitFor('Redis', async () => execFileSync('redis-cli', ['-p', String(port), 'ping'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().includes('PONG'), { daemons });
+  return { port };
 }
 
-async function startMinio(dir: string, minioBin: string) {
+async function startMinio(dir: string, minioBin: string, daemons: Daemon[]) {
   const port = await freePort();
   const consolePort = await freePort();
   const data = join(dir, 's3');
   mkdirSync(data, { recursive: true });
-  const child = startDaemon('minio', dir, minioBin, ['server', data, '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:${consolePort}`, '--quiet'], {
-    MINIO_ROOT_USER: S3_USER,
-    MINIO_ROOT_PASSWORD: S3_PASSWORD,
-    MINIO_BROWSER: 'off',
-    MINIO_UPDATE: 'off',
+  startDaemon('minio', minioBin, ['server', data, '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:${consolePort}`, '--quiet'], {
+    dir,
+    daemons,
+    reportAs: 'bed',
+    env: {
+      MINIO_ROOT_USER: S3_USER,
+      MINIO_ROOT_PASSWORD: S3_PASSWORD,
+      MINIO_BROWSER: 'off',
+      MINIO_UPDATE: 'off',
+    },
   });
   const endpoint = `http://127.0.0.1:${port}`;
-  await waitFor('MinIO', async () => (await fetch(`${endpoint}/minio/health/live`)).ok);
+  await waitFor('MinIO', async () => (await fetch(`${endpoint}/minio/health/live`)).ok, { daemons });
   const store = new ObjectStore({ bucket: BED_BUCKET, region: 'us-east-1', endpoint, forcePathStyle: true, credentials: { accessKeyId: S3_USER, secretAccessKey: S3_PASSWORD } });
   await store.ensureBucket();
-  return { child, endpoint };
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await Promise.race([exited, sleep(10_000).then(() => child.kill('SIGKILL'))]);
+  return { endpoint };
 }
 
 export async function startBed(options: BedOptions): Promise<Bed> {
@@ -203,14 +166,17 @@ export async function startBed(options: BedOptions): Promise<Bed> {
   chmodSync(dir, 0o755); // the postgres user must reach its data directory inside
 
   const tools = readToolsEnv();
+  // This bed's daemons: each start's wait fails as soon as any of them dies.
+  const daemons: Daemon[] = [];
+  const stopAll = () => Promise.all(daemons.map((d) => stopDaemon(d, STOP_GRACE_MS)));
+  const starts = [
+    startTemporal(dir, tools.OPSFLOW_TEMPORAL_BIN!, options, daemons),
+    startPostgres(dir, tools.OPSFLOW_PG_BIN!, daemons),
+    startRedis(dir, daemons),
+    startMinio(dir, tools.OPSFLOW_MINIO_BIN!, daemons),
+  ] as const;
   try {
-    const [temporal, pg, redis, minio] = await Promise.all([
-      startTemporal(dir, tools.OPSFLOW_TEMPORAL_BIN!, options),
-      startPostgres(dir, tools.OPSFLOW_PG_BIN!),
-      startRedis(dir),
-      startMinio(dir, tools.OPSFLOW_MINIO_BIN!),
-    ]);
-    const started = [temporal.child, pg.child, redis.child, minio.child];
+    const [temporal, pg, redis, minio] = await Promise.all(starts);
     const env: Record<string, string> = {
       TEMPORAL_ADDRESS: temporal.address,
       TEMPORAL_NAMESPACE: 'default',
@@ -235,11 +201,15 @@ export async function startBed(options: BedOptions): Promise<Bed> {
       redis: { port: redis.port },
       s3: { endpoint: minio.endpoint, bucket: BED_BUCKET, accessKeyId: S3_USER, secretAccessKey: S3_PASSWORD },
       async stop() {
-        await Promise.all(started.map(stopChild));
+        await stopAll();
       },
     };
   } catch (err) {
-    await Promise.all([...running].map(stopChild));
+    // The other starts are still going: stopping their daemons makes their waits fail
+    // at once; then stop whatever they started meanwhile.
+    await stopAll();
+    await Promise.allSettled(starts);
+    await stopAll();
     throw err;
   }
 }

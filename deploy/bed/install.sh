@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what opsflow and its local bed need, from the package registries only.
+# Usage: install.sh [--without-kubernetes]
 # Idempotent: every step checks first and skips what is already there. Big
 # builds are cached outside the repo under $OPSFLOW_CACHE, keyed by version.
 set -euo pipefail
@@ -54,6 +55,14 @@ else
   say "minio: building $MINIO_VERSION (a few minutes, once)"
   mkdir -p "$(dirname "$minio_bin")"
   GOBIN="$(dirname "$minio_bin")" go install "github.com/minio/minio@$MINIO_VERSION"
+fi
+
+# Kubernetes control plane and kwok, built once from the Go module proxy
+# (15-40 min cold on 2 cores, skipped after). `opsflow dev` does not need them yet.
+if [ "${1:-}" = "--without-kubernetes" ]; then
+  say "kubernetes: skipped (--without-kubernetes)"
+else
+  bash "$repo/deploy/bed/kubernetes/install.sh" >&2
 fi
 
 # Node dependencies, from the lockfile; redone only when the lockfile changed.

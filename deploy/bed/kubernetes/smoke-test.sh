@@ -3,8 +3,9 @@ set -euo pipefail
 # Smoke test of the binaries built by install.sh: etcd + kube-apiserver +
 # controller-manager + scheduler on free loopback ports, temp dirs removed on exit.
 # Needs kubectl, openssl, python3, curl.
-K="${OPSFLOW_CACHE:-$HOME/.cache/opsflow}/kubernetes"
-ETCD="$K/etcd-${ETCD_VERSION:-v3.6.16}/etcd"; B="$K/k8s-${K8S_VERSION:-v1.34.4}"
+PATHS="${OPSFLOW_CACHE:-$HOME/.cache/opsflow}/kubernetes/paths.env"   # written by install.sh
+[[ -f "$PATHS" ]] || { echo "$PATHS missing: run install.sh first" >&2; exit 1; }
+source "$PATHS"
 T=$(mktemp -d "${TMPDIR:-/tmp}/k8s-smoke.XXXXXX"); echo "tmp=$T"
 freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 EP=$(freeport); PP=$(freeport); AP=$(freeport); CP=$(freeport); SP=$(freeport)
@@ -23,7 +24,7 @@ openssl genrsa -out "$T/sa.key" 2048 2>/dev/null; openssl rsa -in "$T/sa.key" -p
 TOKEN=$(openssl rand -hex 16)
 echo "$TOKEN,admin,admin,system:masters" > "$T/tokens.csv"
 S=$(date +%s)
-"$B/kube-apiserver" --etcd-servers "http://127.0.0.1:$EP" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
+"$KUBE_APISERVER" --etcd-servers "http://127.0.0.1:$EP" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
   --secure-port="$AP" --cert-dir="$T/certs" \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --service-account-key-file="$T/sa.pub" --service-account-signing-key-file="$T/sa.key" \
@@ -42,10 +43,10 @@ users: [{name: u, user: {token: "$TOKEN"}}]
 contexts: [{name: c, context: {cluster: c, user: u}}]
 current-context: c
 KC
-"$B/kube-controller-manager" --kubeconfig "$T/kubeconfig" --leader-elect=false --bind-address=127.0.0.1 --secure-port="$CP" \
+"$KUBE_CONTROLLER_MANAGER" --kubeconfig "$T/kubeconfig" --leader-elect=false --bind-address=127.0.0.1 --secure-port="$CP" \
   --service-account-private-key-file="$T/sa.key" --use-service-account-credentials=false \
   >"$T/kcm.log" 2>&1 & pids+=($!)
-"$B/kube-scheduler" --kubeconfig "$T/kubeconfig" --leader-elect=false --bind-address=127.0.0.1 --secure-port="$SP" \
+"$KUBE_SCHEDULER" --kubeconfig "$T/kubeconfig" --leader-elect=false --bind-address=127.0.0.1 --secure-port="$SP" \
   >"$T/sched.log" 2>&1 & pids+=($!)
 for i in $(seq 60); do "${KC[@]}" -n default get sa default >/dev/null 2>&1 && break; sleep 0.5; done
 "${KC[@]}" -n default get sa
