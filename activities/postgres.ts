@@ -117,15 +117,18 @@ export function postgresActivities({ systems, postgres }: PostgresDeps) {
           progress.bytesIn += chunk.length;
         });
         feeding.catch(() => zstd.child.kill('SIGKILL'));
-        await Promise.all([feeding, zstd.done, restore.done]);
+        const [downloaded, ...tools] = await Promise.allSettled([feeding, zstd.done, restore.done]);
 
+        // A fully read object that does not match the manifest is corrupt,
+        // whatever zstd or pg_restore made of it: say so, and never retry.
         const sha256 = hash.digest('hex');
-        if (sha256 !== component.sha256 || progress.bytesIn !== component.storedBytes) {
+        if (downloaded.status === 'fulfilled' && (sha256 !== component.sha256 || progress.bytesIn !== component.storedBytes)) {
           await postgres.dropDatabase(url, database);
           throw new IntegrityError(
             `backup object ${component.key} is corrupt: sha256 ${sha256.slice(0, 12)}… (${progress.bytesIn} bytes), manifest says ${component.sha256.slice(0, 12)}… (${component.storedBytes} bytes)`,
           );
         }
+        for (const r of [downloaded, ...tools]) if (r.status === 'rejected') throw r.reason;
         return { database, storedBytes: progress.bytesIn };
       } finally {
         stopHeartbeats();

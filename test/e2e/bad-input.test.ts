@@ -10,7 +10,8 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { WorkflowFailedError } from '@temporalio/client';
 import { bedStore, client, startWorker, testSetup, type WorkerProcess } from '../support/bed.ts';
-import { createSampleDatabase, dropDatabase } from '../support/data.ts';
+import { createSampleDatabase, dropDatabase, sql } from '../support/data.ts';
+import { randomBytes } from 'node:crypto';
 import { REPO_ROOT } from '../../deploy/bed/bed.ts';
 import type { OpsflowClient } from '../../src/client.ts';
 import { InvalidInputError } from '../../src/errors.ts';
@@ -95,12 +96,25 @@ describe('bad input fails at once with a clear message', () => {
     assert.match(message, /backup 20200101T000000Z-aaaaaa of system "good" not found/);
   });
 
+  it('a corrupted backup object: the restore fails at once saying so, and leaves no database', async () => {
+    const backup = await (await opsflow.startBackup({ system: 'good' })).result();
+    const component = backup.manifest!.components.postgres!;
+    const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+    const store = bedStore();
+    await store.client.send(new PutObjectCommand({ Bucket: store.bucket, Key: component.key, Body: randomBytes(component.storedBytes) }));
+    const { message, seconds } = await failureOf(() => opsflow.startRestore({ system: 'good', backup: backup.backupId, into: 'bad_input_copy' }));
+    assert.match(message, /backup object .*postgres\.dump\.zst is corrupt: sha256 .* manifest says/);
+    assert.ok(seconds < 10, `took ${seconds} s`);
+    const left = await sql<{ datname: string }>('postgres', `SELECT datname FROM pg_database WHERE datname LIKE 'bad_input_copy%'`);
+    assert.deepEqual(left, []);
+  });
+
   it('unreachable database: a few retries with backoff, then a clear failure; nothing stored', async () => {
     const { message, seconds } = await failureOf(() => opsflow.startBackup({ system: 'down' }));
     assert.match(message, /cannot connect to PostgreSQL at 127\.0\.0\.1:9.*ECONNREFUSED/);
     assert.ok(!message.includes('secret-pw-1234'));
     assert.ok(seconds >= 5 && seconds < 30, `retried with backoff for ${seconds} s`);
-    assert.deepEqual(await storedObjects(), []);
+    assert.deepEqual((await storedObjects()).filter((k) => k.includes('/down/')), []);
   });
 
   it('wrong password: not retried, and the password is not in the message', async () => {
