@@ -68,6 +68,13 @@ export class ConflictError extends OpsflowError {
   }
 }
 
+/** A rollout that cannot finish on its own: stalled (progress deadline) or paused. */
+export class RolloutError extends OpsflowError {
+  constructor(type: 'RolloutStalled' | 'RolloutPaused', message: string) {
+    super(type, message, { retryable: false });
+  }
+}
+
 /** Failure types that retrying cannot fix; workflows list them as non-retryable. */
 export const NON_RETRYABLE_TYPES = [
   'ConfigError',
@@ -76,6 +83,8 @@ export const NON_RETRYABLE_TYPES = [
   'PeerRejected',
   'IntegrityError',
   'Conflict',
+  'RolloutStalled',
+  'RolloutPaused',
 ] as const;
 
 export function errorMessage(err: unknown): string {
