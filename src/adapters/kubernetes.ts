@@ -32,6 +32,60 @@ export class KubernetesAdapter {
     this.apps = kc.makeApiClient(AppsV1Api);
   }
 
+  /**
+   * Sets a Deployment's or StatefulSet's replicas through the scale
+   * subresource and returns the count it had, so the caller can put it back.
+   * Setting the count it already has is a no-op: safe to retry.
+   */
+  async scale(kind: 'Deployment' | 'StatefulSet', namespace: string, name: string, replicas: number): Promise<{ previous: number }> {
+    const body = [{ op: 'replace', path: '/spec/replicas', value: replicas }];
+    try {
+      const current =
+        kind === 'Deployment'
+          ? await this.apps.readNamespacedDeploymentScale({ namespace, name })
+          : await this.apps.readNamespacedStatefulSetScale({ namespace, name });
+      const previous = current.spec?.replicas ?? 0;
+      if (previous !== replicas) {
+        if (kind === 'Deployment') await this.apps.patchNamespacedDeploymentScale({ namespace, name, body });
+        else await this.apps.patchNamespacedStatefulSetScale({ namespace, name, body });
+      }
+      return { previous };
+    } catch (err) {
+      throw toKubernetesError(err, `cannot scale ${kind.toLowerCase()} ${namespace}/${name}`);
+    }
+  }
+
+  /**
+   * `kubectl rollout undo`: puts back the pod template of the previous
+   * revision (or `toRevision`), read from the Deployment's ReplicaSets.
+   * Returns the revision restored; wait with `waitForRollout`.
+   */
+  async undo(namespace: string, name: string, toRevision?: number): Promise<{ revision: number }> {
+    const deployment = await this.readDeployment(namespace, name);
+    let replicaSets;
+    try {
+      replicaSets = (await this.apps.listNamespacedReplicaSet({ namespace })).items.filter((rs) =>
+        rs.metadata?.ownerReferences?.some((o) => o.kind === 'Deployment' && o.uid === deployment.metadata?.uid),
+      );
+    } catch (err) {
+      throw toKubernetesError(err, `cannot list replica sets of ${namespace}/${name}`);
+    }
+    const revisionOf = (rs: (typeof replicaSets)[number]) => Number(rs.metadata?.annotations?.['deployment.kubernetes.io/revision'] ?? 0);
+    const byRevision = replicaSets.sort((a, b) => revisionOf(b) - revisionOf(a));
+    const target = toRevision === undefined ? byRevision[1] : byRevision.find((rs) => revisionOf(rs) === toRevision);
+    if (!target?.spec?.template) {
+      throw new NotFoundError(`deployment ${namespace}/${name} has no ${toRevision === undefined ? 'previous revision' : `revision ${toRevision}`} to roll back to`);
+    }
+    const template = structuredClone(target.spec.template);
+    delete template.metadata?.labels?.['pod-template-hash']; // the controller's label, not part of the spec
+    try {
+      await this.apps.patchNamespacedDeployment({ namespace, name, body: [{ op: 'replace', path: '/spec/template', value: template }] });
+    } catch (err) {
+      throw toKubernetesError(err, `cannot roll back deployment ${namespace}/${name}`);
+    }
+    return { revision: revisionOf(target) };
+  }
+
   async readDeployment(namespace: string, name: string): Promise<V1Deployment> {
     try {
       return await this.apps.readNamespacedDeployment({ namespace, name });

@@ -89,6 +89,25 @@ describe('waitForRollout (kubectl rollout status semantics)', () => {
     assert.equal(d.status?.availableReplicas, 3, 'maxUnavailable 0 kept the old pods serving');
   });
 
+  it('undo returns to the previous template and waits until that is rolled out', async () => {
+    const { revision } = await k8s.undo(namespace, 'web');
+    assert.equal(revision, 2, 'revision 2 held example/web:v2');
+    const s = await k8s.waitForRollout(namespace, 'web');
+    assert.equal(s.state, 'complete');
+    const d = await k8s.readDeployment(namespace, 'web');
+    assert.equal(d.spec?.template.spec?.containers[0]?.image, 'example/web:v2');
+    assert.equal(d.status?.availableReplicas, 3);
+  });
+
+  it('scale down and back up restores the replica count it reported', async () => {
+    const down = await k8s.scale('Deployment', namespace, 'web', 0);
+    assert.equal(down.previous, 3);
+    assert.equal((await k8s.scale('Deployment', namespace, 'web', 0)).previous, 0, 'a retry is a no-op');
+    await k8s.scale('Deployment', namespace, 'web', down.previous);
+    assert.equal((await k8s.waitForRollout(namespace, 'web')).available, 3);
+    await assert.rejects(k8s.scale('Deployment', namespace, 'nope', 1), (err: Error) => err.name === 'NotFound');
+  });
+
   it('a paused Deployment is reported at once as RolloutPaused', async () => {
     await apps.createNamespacedDeployment({ namespace, body: { ...deployment('paused', 'example/p:v1'), spec: { ...deployment('paused', 'example/p:v1').spec!, paused: true } } });
     await assert.rejects(k8s.waitForRollout(namespace, 'paused'), (err: Error) => err instanceof RolloutError && err.type === 'RolloutPaused');
