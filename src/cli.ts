@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import { createInterface } from 'node:readline/promises';
 import { userInfo } from 'node:os';
 import { configPath, getSystem, loadConfig, resolveSetting, type Config } from './config.ts';
-import { ConfigError, errorMessage, InvalidInputError, OpsflowError } from './errors.ts';
+import { ConfigError, innermostMessage, InvalidInputError, OpsflowError } from './errors.ts';
 import { OpsflowClient } from './client.ts';
 import { temporalTarget } from './temporal.ts';
 import { followRun, formatBytes } from './progress.ts';
@@ -200,18 +200,11 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** The innermost cause of a failure chain, which is where the real reason is. */
-function rootMessage(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown };
-  while (e?.cause) e = e.cause as typeof e;
-  return e?.message ?? errorMessage(err);
-}
-
 if (import.meta.url === `file://${process.argv[1]}`) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err) => {
-      process.stderr.write(`opsflow: ${redact(err instanceof OpsflowError ? err.message : rootMessage(err))}\n`);
+      process.stderr.write(`opsflow: ${redact(err instanceof OpsflowError ? err.message : innermostMessage(err))}\n`);
       process.exit(err instanceof InvalidInputError || err instanceof ConfigError ? 2 : 1);
     },
   );

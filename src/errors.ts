@@ -87,6 +87,13 @@ export const NON_RETRYABLE_TYPES = [
   'RolloutPaused',
 ] as const;
 
+/** The innermost message of a cause chain (WorkflowFailed → ActivityFailure → ApplicationFailure), where the reason is. */
+export function innermostMessage(err: unknown): string {
+  let e = err as { message?: string; cause?: unknown } | undefined;
+  while (e && e.cause && typeof e.cause === 'object') e = e.cause as typeof e;
+  return e?.message ?? String(err);
+}
+
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

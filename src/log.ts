@@ -32,6 +32,5 @@ export function installRuntimeLogger(): void {
 
 export const log = {
   info: (message: string, meta?: Record<string, unknown>) => writeLog('INFO', message, meta),
-  warn: (message: string, meta?: Record<string, unknown>) => writeLog('WARN', message, meta),
   error: (message: string, meta?: Record<string, unknown>) => writeLog('ERROR', message, meta),
 };

@@ -5,6 +5,7 @@
  */
 import type { WorkflowHandle } from '@temporalio/client';
 import { statusQuery, type RunStatus } from '../workflows/shared.ts';
+import type { TransferProgress } from '../activities/progress.ts';
 
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -21,19 +22,15 @@ function formatDuration(ms: number): string {
   return `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
 }
 
-interface Heartbeat {
-  step: string;
-  bytesIn: number;
-  bytesOut: number;
-  totalBytes?: number;
-}
+type Heartbeat = TransferProgress & { attempt: number };
 
-async function heartbeatOf(handle: WorkflowHandle): Promise<Heartbeat | undefined> {
-  const d = await handle.describe();
-  const data = d.raw.pendingActivities?.[0]?.heartbeatDetails?.payloads?.[0]?.data;
+/** The running activity's latest heartbeat details (and its attempt), if it has sent any. */
+export async function heartbeatOf(handle: WorkflowHandle): Promise<Heartbeat | undefined> {
+  const activity = (await handle.describe()).raw.pendingActivities?.[0];
+  const data = activity?.heartbeatDetails?.payloads?.[0]?.data;
   if (!data) return undefined;
   try {
-    return JSON.parse(Buffer.from(data).toString('utf8')) as Heartbeat;
+    return { ...(JSON.parse(Buffer.from(data).toString('utf8')) as TransferProgress), attempt: activity.attempt ?? 1 };
   } catch {
     return undefined;
   }

@@ -6,6 +6,7 @@
 import { ApplicationFailure, isCancellation, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { z } from 'zod';
 import { formatIssues, readableErrors } from '../src/domain/validation.ts';
+import { innermostMessage as failureMessage } from '../src/errors.ts';
 import { searchAttributes, statusQuery, type RunStatus, type StepStatus } from './shared.ts';
 
 /** Parses workflow input; a bad input fails the run at once, naming the field. */
@@ -71,13 +72,6 @@ export class RunTracker {
     this.status.error = failureMessage(err);
     this.setPhase(isCancellation(err) ? 'cancelled' : 'failed');
   }
-}
-
-/** The innermost message of a failure chain (ActivityFailure → ApplicationFailure). */
-export function failureMessage(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown } | undefined;
-  while (e && e.cause && typeof e.cause === 'object') e = e.cause as typeof e;
-  return e?.message ?? String(err);
 }
 
 /** The workflow's own ID, used to derive names of things it creates. */

@@ -7,7 +7,7 @@ import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { z } from 'zod';
 import { BACKUP_ID_PATTERN, DATABASE_NAME_PATTERN, SYSTEM_NAME_PATTERN } from '../src/domain/names.ts';
-import type { Manifest, RowCountMismatch } from '../src/domain/manifest.ts';
+import type { Manifest } from '../src/domain/manifest.ts';
 
 export const TASK_QUEUE = 'opsflow';
 
@@ -90,8 +90,6 @@ export interface RestoreResult {
   rowCountsVerified?: number;
   approvedBy?: string;
 }
-
-export type { RowCountMismatch };
 
 // ---------------------------------------------------------------- messages
 

@@ -14,7 +14,7 @@ import { createSampleDatabase, dropDatabase, sql } from '../support/data.ts';
 import { randomBytes } from 'node:crypto';
 import { REPO_ROOT } from '../../deploy/bed/bed.ts';
 import type { OpsflowClient } from '../../src/client.ts';
-import { InvalidInputError } from '../../src/errors.ts';
+import { innermostMessage, InvalidInputError } from '../../src/errors.ts';
 
 const DB = 'bad_input_app';
 const setup = testSetup('badinput', { good: DB, down: DB, locked: DB });
@@ -48,9 +48,7 @@ async function failureOf(start: () => Promise<{ result(): Promise<unknown> }>): 
     await run.result();
   } catch (err) {
     assert.ok(err instanceof WorkflowFailedError, `expected a workflow failure, got ${err}`);
-    let e: { message: string; cause?: unknown } = err as never;
-    while (e.cause) e = e.cause as typeof e;
-    return { message: e.message, seconds: (Date.now() - t0) / 1000 };
+    return { message: innermostMessage(err), seconds: (Date.now() - t0) / 1000 };
   }
   assert.fail('the run should have failed');
 }

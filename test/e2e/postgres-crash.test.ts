@@ -10,6 +10,7 @@ import { writeFileSync, readFileSync } from 'node:fs';
 import { bedStore, client, eventually, startWorker, testSetup, type WorkerProcess } from '../support/bed.ts';
 import { createSampleDatabase, dropDatabase, sql, tableChecksums } from '../support/data.ts';
 import type { OpsflowClient } from '../../src/client.ts';
+import { heartbeatOf } from '../../src/progress.ts';
 import { backupIdFor, backupPrefix, POSTGRES_DUMP_FILE } from '../../src/domain/names.ts';
 
 const DB = 'crash_app';
@@ -34,12 +35,10 @@ after(async () => {
 /** Waits until the running activity has heartbeated `minBytes` of progress. */
 async function progressOf(workflowId: string, minBytes: number) {
   return eventually(`progress of ${workflowId}`, async () => {
-    const d = await opsflow.temporal.workflow.getHandle(workflowId).describe();
-    const raw = d.raw.pendingActivities?.[0]?.heartbeatDetails?.payloads?.[0]?.data;
-    if (!raw) return undefined;
-    const details = JSON.parse(Buffer.from(raw).toString()) as { step: string; bytesIn: number; bytesOut: number; totalBytes?: number };
+    const details = await heartbeatOf(opsflow.temporal.workflow.getHandle(workflowId));
+    if (!details) return undefined;
     const moved = details.step === 'restore' ? details.bytesIn : details.bytesOut;
-    return moved >= minBytes ? { ...details, attempt: d.raw.pendingActivities![0]!.attempt } : undefined;
+    return moved >= minBytes ? details : undefined;
   }, 90_000);
 }
 

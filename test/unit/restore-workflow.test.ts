@@ -14,6 +14,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { randomUUID } from 'node:crypto';
 import type { Activities } from '../../activities/index.ts';
 import type { Manifest } from '../../src/domain/manifest.ts';
+import { innermostMessage } from '../../src/errors.ts';
 import { approveUpdate, SEARCH_ATTRIBUTE_NAMES, statusQuery, type RestoreInput } from '../../workflows/shared.ts';
 import proto from '@temporalio/proto';
 import { bedEnv } from '../support/bed.ts';
@@ -100,9 +101,7 @@ async function failureMessage(p: Promise<unknown>): Promise<string> {
     await p;
   } catch (err) {
     assert.ok(err instanceof WorkflowFailedError);
-    let e: { message: string; cause?: unknown } = err as never;
-    while (e.cause) e = e.cause as typeof e;
-    return e.message;
+    return innermostMessage(err);
   }
   assert.fail('expected the workflow to fail');
 }
