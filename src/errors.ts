@@ -68,9 +68,12 @@ export class ConflictError extends OpsflowError {
   }
 }
 
-/** A rollout that cannot finish on its own: stalled (progress deadline) or paused. */
+/**
+ * Something in the cluster that will not finish on its own: a stalled or
+ * paused rollout, pods not Ready within their time, a Job that failed.
+ */
 export class RolloutError extends OpsflowError {
-  constructor(type: 'RolloutStalled' | 'RolloutPaused', message: string) {
+  constructor(type: 'RolloutStalled' | 'RolloutPaused' | 'PodsNotReady' | 'JobFailed', message: string) {
     super(type, message, { retryable: false });
   }
 }
@@ -85,6 +88,8 @@ export const NON_RETRYABLE_TYPES = [
   'Conflict',
   'RolloutStalled',
   'RolloutPaused',
+  'PodsNotReady',
+  'JobFailed',
 ] as const;
 
 /** The innermost message of a cause chain (WorkflowFailed → ActivityFailure → ApplicationFailure), where the reason is. */

@@ -11,14 +11,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppsV1Api, type V1Deployment } from '@kubernetes/client-node';
 import { FAKE_NODE_SELECTOR, FAKE_NODE_TOLERATION, startKubernetes, type KubernetesBed } from '../../deploy/bed/kubernetes/cluster.ts';
-import { KubernetesAdapter, loadKubeConfig } from '../../src/adapters/kubernetes.ts';
+import { Kubernetes } from '../../src/adapters/kubernetes/index.ts';
+import type { Workloads } from '../../src/adapters/kubernetes/workloads.ts';
 import { RolloutError } from '../../src/errors.ts';
 
 const namespace = 'default';
 let dir: string;
 let bed: KubernetesBed;
 let apps: AppsV1Api;
-let k8s: KubernetesAdapter;
+let k8s: Workloads;
+const web = { kind: 'Deployment', namespace, name: 'web' } as const;
 
 function deployment(name: string, image: string): V1Deployment {
   const labels = { app: name };
@@ -46,9 +48,9 @@ async function setImage(name: string, image: string) {
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'opsflow-k8s-rollout-'));
   bed = await startKubernetes({ dir });
-  const kc = loadKubeConfig({ kubeconfig: bed.kubeconfigPath });
-  apps = kc.makeApiClient(AppsV1Api);
-  k8s = new KubernetesAdapter(kc);
+  const kube = Kubernetes.connect({ kubeconfig: bed.kubeconfigPath });
+  apps = kube.kc.makeApiClient(AppsV1Api);
+  k8s = kube.workloads;
 });
 
 after(async () => {
@@ -60,7 +62,7 @@ describe('waitForRollout (kubectl rollout status semantics)', () => {
   it('resolves when a new Deployment is fully rolled out, reporting progress on the way', async () => {
     await apps.createNamespacedDeployment({ namespace, body: deployment('web', 'example/web:v1') });
     const seen: string[] = [];
-    const s = await k8s.waitForRollout(namespace, 'web', { onStatus: (st) => seen.push(st.state) });
+    const s = await k8s.waitForRollout(web, { onStatus: (st) => seen.push(st.state) });
     assert.equal(s.state, 'complete');
     assert.deepEqual([s.updated, s.available, s.total], [3, 3, 3]);
     assert.ok(seen.includes('waiting'), `saw ${seen.join(',')}`);
@@ -68,7 +70,7 @@ describe('waitForRollout (kubectl rollout status semantics)', () => {
 
   it('an image update is not complete until the controller observed it and replaced every pod', async () => {
     await setImage('web', 'example/web:v2');
-    const s = await k8s.waitForRollout(namespace, 'web');
+    const s = await k8s.waitForRollout(web);
     assert.equal(s.state, 'complete');
     const d = await k8s.readDeployment(namespace, 'web');
     assert.equal(d.status?.observedGeneration, d.metadata?.generation);
@@ -78,7 +80,7 @@ describe('waitForRollout (kubectl rollout status semantics)', () => {
   it('a bad image ends in RolloutStalled (ProgressDeadlineExceeded), not an endless wait', async () => {
     await setImage('web', 'example/web:bad');
     const t0 = Date.now();
-    await assert.rejects(k8s.waitForRollout(namespace, 'web'), (err: Error) => {
+    await assert.rejects(k8s.waitForRollout(web), (err: Error) => {
       assert.ok(err instanceof RolloutError);
       assert.equal(err.type, 'RolloutStalled');
       assert.match(err.message, /exceeded its progress deadline/);
@@ -92,7 +94,7 @@ describe('waitForRollout (kubectl rollout status semantics)', () => {
   it('undo returns to the previous template and waits until that is rolled out', async () => {
     const { revision } = await k8s.undo(namespace, 'web');
     assert.equal(revision, 2, 'revision 2 held example/web:v2');
-    const s = await k8s.waitForRollout(namespace, 'web');
+    const s = await k8s.waitForRollout(web);
     assert.equal(s.state, 'complete');
     const d = await k8s.readDeployment(namespace, 'web');
     assert.equal(d.spec?.template.spec?.containers[0]?.image, 'example/web:v2');
@@ -100,24 +102,24 @@ describe('waitForRollout (kubectl rollout status semantics)', () => {
   });
 
   it('scale down and back up restores the replica count it reported', async () => {
-    const down = await k8s.scale('Deployment', namespace, 'web', 0);
+    const down = await k8s.scale(web, 0);
     assert.equal(down.previous, 3);
-    assert.equal((await k8s.scale('Deployment', namespace, 'web', 0)).previous, 0, 'a retry is a no-op');
-    await k8s.scale('Deployment', namespace, 'web', down.previous);
-    assert.equal((await k8s.waitForRollout(namespace, 'web')).available, 3);
-    await assert.rejects(k8s.scale('Deployment', namespace, 'nope', 1), (err: Error) => err.name === 'NotFound');
+    assert.equal((await k8s.scale(web, 0)).previous, 0, 'a retry is a no-op');
+    await k8s.scale(web, down.previous);
+    assert.equal((await k8s.waitForRollout(web)).available, 3);
+    await assert.rejects(k8s.scale({ ...web, name: 'nope' }, 1), (err: Error) => err.name === 'NotFound');
   });
 
   it('a paused Deployment is reported at once as RolloutPaused', async () => {
     await apps.createNamespacedDeployment({ namespace, body: { ...deployment('paused', 'example/p:v1'), spec: { ...deployment('paused', 'example/p:v1').spec!, paused: true } } });
-    await assert.rejects(k8s.waitForRollout(namespace, 'paused'), (err: Error) => err instanceof RolloutError && err.type === 'RolloutPaused');
+    await assert.rejects(k8s.waitForRollout({ ...web, name: 'paused' }), (err: Error) => err instanceof RolloutError && err.type === 'RolloutPaused');
   });
 
   it('a wait stops when its signal aborts', async () => {
     // A fresh bad release: still within its progress deadline, so only the abort can end the wait.
     await apps.createNamespacedDeployment({ namespace, body: deployment('slow', 'example/slow:bad') });
     const controller = new AbortController();
-    const waiting = k8s.waitForRollout(namespace, 'slow', { signal: controller.signal });
+    const waiting = k8s.waitForRollout({ ...web, name: 'slow' }, { signal: controller.signal });
     setTimeout(() => controller.abort(new Error('cancelled by test')), 300);
     await assert.rejects(waiting, /cancelled by test/);
   });

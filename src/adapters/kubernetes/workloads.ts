@@ -1,0 +1,277 @@
+/**
+ * Deployments and StatefulSets, done the way `kubectl` does them: scale,
+ * set image, rollout restart, rollout undo, rollout status, and waiting for a
+ * workload's pods to be Ready. Every change is idempotent (a retry after a
+ * crash changes nothing more), and every wait is a watch that stops on abort.
+ */
+import { AppsV1Api, CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Deployment, type V1Pod, type V1StatefulSet } from '@kubernetes/client-node';
+import { InvalidInputError, NotFoundError, RolloutError } from '../../errors.ts';
+import { rolloutStatus, statefulSetRolloutStatus, type RolloutStatus } from '../../domain/rollout.ts';
+import { imageReferenceProblem } from '../../domain/image.ts';
+import { toKubernetesError, watchUntil } from './client.ts';
+
+export type WorkloadKind = 'Deployment' | 'StatefulSet';
+type Workload = V1Deployment | V1StatefulSet;
+
+export interface WorkloadRef {
+  kind: WorkloadKind;
+  namespace: string;
+  name: string;
+}
+
+export interface PodsReadyStatus {
+  expected: number;
+  ready: number;
+  /** Pods not Ready and why, e.g. "app-7d9-x2: CrashLoopBackOff". */
+  notReady: string[];
+}
+
+/** The annotation `kubectl rollout restart` sets; a new value makes the controller replace every pod. */
+export const RESTARTED_AT_ANNOTATION = 'kubectl.kubernetes.io/restartedAt';
+/** The annotation `kubectl --record` and `kubectl annotate` set; shown by `kubectl rollout history`. */
+export const CHANGE_CAUSE_ANNOTATION = 'kubernetes.io/change-cause';
+const REVISION_ANNOTATION = 'deployment.kubernetes.io/revision';
+
+const describe = (w: WorkloadRef) => `${w.kind.toLowerCase()} ${w.namespace}/${w.name}`;
+
+export class Workloads {
+  private readonly apps: AppsV1Api;
+  private readonly core: CoreV1Api;
+
+  constructor(private readonly kc: KubeConfig) {
+    this.apps = kc.makeApiClient(AppsV1Api);
+    this.core = kc.makeApiClient(CoreV1Api);
+  }
+
+  async read(w: WorkloadRef): Promise<Workload> {
+    try {
+      return w.kind === 'Deployment'
+        ? await this.apps.readNamespacedDeployment({ namespace: w.namespace, name: w.name })
+        : await this.apps.readNamespacedStatefulSet({ namespace: w.namespace, name: w.name });
+    } catch (err) {
+      throw toKubernetesError(err, `cannot read ${describe(w)}`);
+    }
+  }
+
+  async readDeployment(namespace: string, name: string): Promise<V1Deployment> {
+    return (await this.read({ kind: 'Deployment', namespace, name })) as V1Deployment;
+  }
+
+  /** Container name → image, in the pod template. */
+  async images(w: WorkloadRef): Promise<Record<string, string>> {
+    const workload = await this.read(w);
+    return Object.fromEntries((workload.spec?.template.spec?.containers ?? []).map((c) => [c.name, c.image ?? '']));
+  }
+
+  /**
+   * Sets replicas through the scale subresource and returns the count it had,
+   * so the caller can put it back. Setting the count it already has is a
+   * no-op: safe to retry.
+   */
+  async scale(w: WorkloadRef, replicas: number): Promise<{ previous: number }> {
+    const { namespace, name } = w;
+    const body = [{ op: 'replace', path: '/spec/replicas', value: replicas }];
+    try {
+      const current =
+        w.kind === 'Deployment'
+          ? await this.apps.readNamespacedDeploymentScale({ namespace, name })
+          : await this.apps.readNamespacedStatefulSetScale({ namespace, name });
+      const previous = current.spec?.replicas ?? 0;
+      if (previous !== replicas) {
+        if (w.kind === 'Deployment') await this.apps.patchNamespacedDeploymentScale({ namespace, name, body });
+        else await this.apps.patchNamespacedStatefulSetScale({ namespace, name, body });
+      }
+      return { previous };
+    } catch (err) {
+      throw toKubernetesError(err, `cannot scale ${describe(w)}`);
+    }
+  }
+
+  /**
+   * `kubectl set image`: checks every named container exists and every image
+   * reference is valid before changing anything, then patches only what
+   * differs (nothing at all on a retry). Returns the images it replaced.
+   */
+  async setImage(
+    w: WorkloadRef,
+    images: Record<string, string>,
+    options: { changeCause?: string } = {},
+  ): Promise<{ previous: Record<string, string>; changed: boolean }> {
+    for (const [container, image] of Object.entries(images)) {
+      const problem = imageReferenceProblem(image);
+      if (problem) throw new InvalidInputError(`image "${image}" for container "${container}" ${problem}`);
+    }
+    const workload = await this.read(w);
+    const containers = workload.spec?.template.spec?.containers ?? [];
+    const previous = Object.fromEntries(containers.map((c) => [c.name, c.image ?? '']));
+    const unknown = Object.keys(images).filter((c) => !(c in previous));
+    if (unknown.length) {
+      throw new NotFoundError(`${describe(w)} has no container ${unknown.map((c) => `"${c}"`).join(', ')} (has: ${Object.keys(previous).join(', ')})`);
+    }
+    const patch: object[] = [];
+    containers.forEach((c, i) => {
+      const image = images[c.name];
+      if (image !== undefined && image !== c.image) patch.push({ op: 'replace', path: `/spec/template/spec/containers/${i}/image`, value: image });
+    });
+    if (patch.length === 0) return { previous, changed: false };
+    // Guard against a concurrent edit moving the containers between our read and the patch.
+    patch.unshift({ op: 'test', path: '/metadata/resourceVersion', value: workload.metadata?.resourceVersion });
+    if (options.changeCause) patch.push(annotationPatch(workload, CHANGE_CAUSE_ANNOTATION, options.changeCause));
+    await this.jsonPatch(w, patch, `cannot set image of ${describe(w)}`);
+    return { previous, changed: true };
+  }
+
+  /**
+   * `kubectl rollout restart`: stamps the pod template with `at`. The caller
+   * passes a fixed time (the workflow's), so a retry sets the same value and
+   * restarts nothing twice.
+   */
+  async restart(w: WorkloadRef, at: string): Promise<{ changed: boolean }> {
+    const workload = await this.read(w);
+    if (workload.spec?.template.metadata?.annotations?.[RESTARTED_AT_ANNOTATION] === at) return { changed: false };
+    const body = { spec: { template: { metadata: { annotations: { [RESTARTED_AT_ANNOTATION]: at } } } } };
+    try {
+      const { namespace, name } = w;
+      if (w.kind === 'Deployment') await this.apps.patchNamespacedDeployment({ namespace, name, body }, mergePatch);
+      else await this.apps.patchNamespacedStatefulSet({ namespace, name, body }, mergePatch);
+    } catch (err) {
+      throw toKubernetesError(err, `cannot restart ${describe(w)}`);
+    }
+    return { changed: true };
+  }
+
+  /**
+   * `kubectl rollout undo`: puts back the pod template of the previous
+   * revision (or `toRevision`), read from the Deployment's ReplicaSets.
+   * Returns the revision restored; wait with `waitForRollout`.
+   */
+  async undo(namespace: string, name: string, toRevision?: number): Promise<{ revision: number }> {
+    const deployment = await this.readDeployment(namespace, name);
+    let replicaSets;
+    try {
+      replicaSets = (await this.apps.listNamespacedReplicaSet({ namespace })).items.filter((rs) =>
+        rs.metadata?.ownerReferences?.some((o) => o.kind === 'Deployment' && o.uid === deployment.metadata?.uid),
+      );
+    } catch (err) {
+      throw toKubernetesError(err, `cannot list replica sets of ${namespace}/${name}`);
+    }
+    const revisionOf = (rs: (typeof replicaSets)[number]) => Number(rs.metadata?.annotations?.[REVISION_ANNOTATION] ?? 0);
+    const byRevision = replicaSets.sort((a, b) => revisionOf(b) - revisionOf(a));
+    const target = toRevision === undefined ? byRevision[1] : byRevision.find((rs) => revisionOf(rs) === toRevision);
+    if (!target?.spec?.template) {
+      throw new NotFoundError(`deployment ${namespace}/${name} has no ${toRevision === undefined ? 'previous revision' : `revision ${toRevision}`} to roll back to`);
+    }
+    const template = structuredClone(target.spec.template);
+    delete template.metadata?.labels?.['pod-template-hash']; // the controller's label, not part of the spec
+    await this.jsonPatch({ kind: 'Deployment', namespace, name }, [{ op: 'replace', path: '/spec/template', value: template }], `cannot roll back deployment ${namespace}/${name}`);
+    return { revision: revisionOf(target) };
+  }
+
+  /**
+   * Resolves when the rollout is complete; rejects with RolloutStalled or
+   * RolloutPaused when it cannot complete on its own, and stops on `signal`.
+   * `onStatus` sees every change (for heartbeats and the status query).
+   */
+  async waitForRollout(
+    w: WorkloadRef,
+    options: { signal?: AbortSignal; onStatus?: (s: RolloutStatus) => void } = {},
+  ): Promise<RolloutStatus> {
+    const { namespace, name } = w;
+    const statusOf = (o: Workload) => (w.kind === 'Deployment' ? rolloutStatus(o as V1Deployment) : statefulSetRolloutStatus(o as V1StatefulSet));
+    return watchUntil<Workload, RolloutStatus>(this.kc, {
+      what: describe(w),
+      path: `/apis/apps/v1/namespaces/${namespace}/${w.kind === 'Deployment' ? 'deployments' : 'statefulsets'}`,
+      fieldSelector: `metadata.name=${name}`,
+      list: async () => {
+        const workload = await this.read(w);
+        return { items: [workload], resourceVersion: workload.metadata?.resourceVersion };
+      },
+      judge: ([workload]) => {
+        if (!workload) throw new NotFoundError(`${describe(w)} was deleted during the rollout`);
+        const s = statusOf(workload);
+        options.onStatus?.(s);
+        if (s.state === 'complete') return s;
+        if (s.state === 'stalled') throw new RolloutError('RolloutStalled', s.message);
+        if (s.state === 'paused') throw new RolloutError('RolloutPaused', s.message);
+        return undefined;
+      },
+      signal: options.signal,
+    });
+  }
+
+  /**
+   * Waits until as many of the workload's pods are Ready as it wants
+   * replicas (and none is left terminating), as the runbooks' "wait for pods
+   * Ready up to 300 s" does. On timeout it names the pods that are not Ready
+   * and why (CrashLoopBackOff, Pending…).
+   */
+  async waitForPodsReady(
+    w: WorkloadRef,
+    options: { timeoutMs: number; signal?: AbortSignal; onStatus?: (s: PodsReadyStatus) => void },
+  ): Promise<PodsReadyStatus> {
+    const workload = await this.read(w);
+    const expected = workload.spec?.replicas ?? 1;
+    const labelSelector = Object.entries(workload.spec?.selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+    if (!labelSelector) throw new InvalidInputError(`${describe(w)} has no matchLabels selector to find its pods by`);
+    let last: PodsReadyStatus = { expected, ready: 0, notReady: [] };
+    const timeout = AbortSignal.timeout(options.timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    try {
+      return await watchUntil<V1Pod, PodsReadyStatus>(this.kc, {
+        what: `pods of ${describe(w)}`,
+        path: `/api/v1/namespaces/${w.namespace}/pods`,
+        labelSelector,
+        list: async () => {
+          try {
+            const list = await this.core.listNamespacedPod({ namespace: w.namespace, labelSelector });
+            return { items: list.items, resourceVersion: list.metadata?.resourceVersion };
+          } catch (err) {
+            throw toKubernetesError(err, `cannot list pods of ${describe(w)}`);
+          }
+        },
+        judge: (pods) => {
+          const live = pods.filter((p) => !p.metadata?.deletionTimestamp);
+          const ready = live.filter(isPodReady);
+          last = { expected, ready: ready.length, notReady: live.filter((p) => !isPodReady(p)).map(whyNotReady) };
+          options.onStatus?.(last);
+          return ready.length >= expected && live.length === pods.length && live.length === expected ? last : undefined;
+        },
+        signal,
+      });
+    } catch (err) {
+      if (timeout.aborted && !options.signal?.aborted) {
+        const pods = last.notReady.length ? `; not ready: ${last.notReady.join(', ')}` : '';
+        throw new RolloutError('PodsNotReady', `${last.ready} of ${expected} pods of ${describe(w)} Ready after ${options.timeoutMs / 1000} s${pods}`);
+      }
+      throw err;
+    }
+  }
+
+  private async jsonPatch(w: WorkloadRef, body: object[], what: string): Promise<void> {
+    const { namespace, name } = w;
+    try {
+      if (w.kind === 'Deployment') await this.apps.patchNamespacedDeployment({ namespace, name, body });
+      else await this.apps.patchNamespacedStatefulSet({ namespace, name, body });
+    } catch (err) {
+      throw toKubernetesError(err, what);
+    }
+  }
+}
+
+/** client-node 1.x sends JSON patches unless told otherwise. */
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+function annotationPatch(o: Workload, key: string, value: string): object {
+  // JSON Pointer escapes "/" in the key as ~1.
+  if (!o.metadata?.annotations) return { op: 'add', path: '/metadata/annotations', value: { [key]: value } };
+  return { op: 'add', path: `/metadata/annotations/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, value };
+}
+
+export function isPodReady(pod: V1Pod): boolean {
+  return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+}
+
+function whyNotReady(pod: V1Pod): string {
+  const waiting = pod.status?.containerStatuses?.find((c) => c.state?.waiting)?.state?.waiting?.reason;
+  return `${pod.metadata?.name}: ${waiting ?? pod.status?.phase ?? 'Pending'}`;
+}
