@@ -7,6 +7,7 @@ import { Systems } from '../src/systems.ts';
 import type { Config } from '../src/config.ts';
 import { catalogActivities } from './catalog.ts';
 import { postgresActivities } from './postgres.ts';
+import { kubernetesActivities } from './kubernetes.ts';
 import { withFailureMapping } from './failures.ts';
 
 export interface ActivityDeps {
@@ -25,6 +26,7 @@ export function createActivities(deps: ActivityDeps) {
   return withFailureMapping({
     ...catalogActivities(deps),
     ...postgresActivities(deps),
+    ...kubernetesActivities(deps),
   });
 }
 

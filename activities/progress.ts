@@ -12,7 +12,16 @@ export interface TransferProgress {
   totalBytes?: number;
 }
 
-export function startHeartbeats(progress: TransferProgress): () => void {
+/** A wait on something outside (a rollout, pods, a Job): what it is waiting for, in words. */
+export interface WaitProgress {
+  step: string;
+  message: string;
+}
+
+export type Progress = TransferProgress | WaitProgress;
+
+/** Heartbeats `progress` (mutated by the caller as work moves) until the returned function is called. */
+export function startHeartbeats(progress: Progress): () => void {
   const ctx = Context.current();
   ctx.heartbeat({ ...progress });
   const timer = setInterval(() => ctx.heartbeat({ ...progress }), 1000);

@@ -5,6 +5,8 @@
  *   opsflow backup <system> [--dry-run] [--detach]
  *   opsflow restore <system> [--backup ID|latest] [--into NAME] [--yes] [--dry-run] [--detach]
  *   opsflow backups list <system>
+ *   opsflow maintenance <system> --reason TEXT [--duration 30m] [--scale-to N] [--detach]
+ *   opsflow end <workflowId> [--by NAME]      close a maintenance window early
  *   opsflow status <workflowId> [--follow]
  *   opsflow approve|reject <workflowId> [--by NAME] [--comment TEXT]
  *   opsflow cancel <workflowId>
@@ -34,6 +36,8 @@ const USAGE = `usage:
   opsflow backup <system> [--dry-run] [--detach]
   opsflow restore <system> [--backup ID|latest] [--into NAME] [--yes] [--dry-run] [--detach]
   opsflow backups list <system>
+  opsflow maintenance <system> --reason TEXT [--duration 30m] [--scale-to N] [--detach]
+  opsflow end <workflowId> [--by NAME]
   opsflow status <workflowId> [--follow]
   opsflow approve|reject <workflowId> [--by NAME] [--comment TEXT]
   opsflow cancel <workflowId>
@@ -103,6 +107,13 @@ async function follow(opsflow: OpsflowClient, workflowId: string, options: { app
   return handle.result();
 }
 
+/** "90s", "30m", "2h" or plain seconds. */
+function parseDuration(text: string, flag: string): number {
+  const m = /^(\d+)(s|m|h)?$/.exec(text.trim());
+  if (!m) throw new InvalidInputError(`${flag}: expected a duration like 90s, 30m or 2h, got "${text}"`);
+  return Number(m[1]) * { s: 1, m: 60, h: 3600 }[(m[2] ?? 's') as 's' | 'm' | 'h'];
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   const { values, positionals } = parseArgs({
@@ -119,6 +130,9 @@ export async function main(argv: string[]): Promise<number> {
       by: { type: 'string' },
       comment: { type: 'string' },
       once: { type: 'boolean', default: false },
+      reason: { type: 'string' },
+      duration: { type: 'string', default: '30m' },
+      'scale-to': { type: 'string' },
     },
   });
   if (command === 'dev') {
@@ -167,6 +181,23 @@ export async function main(argv: string[]): Promise<number> {
         if (values.detach) return 0;
         const result = await follow(opsflow, run.workflowId, { approvals: true });
         process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        return 0;
+      }
+      case 'maintenance': {
+        const system = checkSystem(one(positionals, 'system'));
+        const scaleTo = values['scale-to'] === undefined ? undefined : Number(values['scale-to']);
+        const run = await opsflow.startMaintenance({ system, reason: values.reason ?? '', durationSeconds: parseDuration(values.duration, '--duration'), scaleTo });
+        process.stderr.write(`started ${run.workflowId}; close it early with: opsflow end ${run.workflowId}\n`);
+        if (values.detach) return 0;
+        const result = await follow(opsflow, run.workflowId);
+        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        return 0;
+      }
+      case 'end': {
+        const workflowId = one(positionals, 'workflowId');
+        const by = values.by ?? userInfo().username;
+        await opsflow.endMaintenance(workflowId, by);
+        process.stderr.write(`ended the window of ${workflowId} as ${by}; its workloads are being scaled back\n`);
         return 0;
       }
       case 'status': {

@@ -13,12 +13,16 @@ import { temporalTarget, type TemporalTarget } from './temporal.ts';
 import {
   approveUpdate,
   backupInputSchema,
+  endMaintenanceUpdate,
+  maintenanceInputSchema,
   rejectUpdate,
   restoreInputSchema,
   searchAttributes,
   statusQuery,
   type BackupInput,
   type BackupResult,
+  type MaintenanceInput,
+  type MaintenanceResult,
   type RestoreInput,
   type RestoreResult,
   type RunStatus,
@@ -53,7 +57,7 @@ export class OpsflowClient {
   }
 
   /** Starts a procedure; `procedure` is both the workflow type and the lock's name. */
-  private async start<R>(procedure: 'backup' | 'restore', input: unknown, workflowId: string, system: string): Promise<StartedRun<R>> {
+  private async start<R>(procedure: RunStatus['procedure'], input: unknown, workflowId: string, system: string): Promise<StartedRun<R>> {
     try {
       const handle = await this.temporal.workflow.start(procedure, {
         taskQueue: this.target.taskQueue,
@@ -84,6 +88,17 @@ export class OpsflowClient {
     const parsed = validate(restoreInputSchema, input);
     const workflowId = options.workflowId ?? workflowIds.restore(parsed.system, parsed.into ?? 'live');
     return this.start<RestoreResult>('restore', parsed, workflowId, parsed.system);
+  }
+
+  /** Opens a maintenance window; one per system at a time. */
+  async startMaintenance(input: MaintenanceInput): Promise<StartedRun<MaintenanceResult>> {
+    const parsed = validate(maintenanceInputSchema, input);
+    return this.start<MaintenanceResult>('maintenance', parsed, workflowIds.maintenance(parsed.system), parsed.system);
+  }
+
+  /** Closes an open maintenance window now; its workloads are scaled back. */
+  async endMaintenance(workflowId: string, by: string): Promise<void> {
+    await this.temporal.workflow.getHandle(workflowId).executeUpdate(endMaintenanceUpdate, { args: [{ by }] });
   }
 
   async status(workflowId: string): Promise<RunStatus> {

@@ -48,8 +48,29 @@ const s3Schema = z.strictObject({
   secretAccessKey: secret.optional(),
 });
 
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+const workloadSchema = z.strictObject({
+  kind: z.enum(['Deployment', 'StatefulSet']).default('Deployment'),
+  name: z.string().max(253).regex(DNS_SUBDOMAIN, 'must be a Kubernetes object name (lower-case letters, digits, - and .)'),
+});
+
+const kubernetesSchema = z.strictObject({
+  /** Path of a kubeconfig; without it the worker uses KUBECONFIG, ~/.kube/config or its in-cluster service account. */
+  kubeconfig: setting.optional(),
+  /** A context of that kubeconfig (another cluster, for recovery elsewhere). */
+  context: z.string().min(1).optional(),
+  namespace: z.string().max(63).regex(DNS_LABEL, 'must be a Kubernetes namespace name (lower-case letters, digits, -)'),
+  /** The application's workloads, scaled, restarted and rolled out together. */
+  workloads: z.array(workloadSchema).min(1),
+  /** How long pods may take to become Ready after a scale-up or restart. */
+  readyTimeoutSeconds: z.number().int().positive().default(300),
+});
+
 const systemSchema = z.strictObject({
   postgres: postgresSchema.optional(),
+  kubernetes: kubernetesSchema.optional(),
   s3: s3Schema,
   compression: z
     .strictObject({
@@ -87,6 +108,7 @@ export type Config = z.infer<typeof configSchema>;
 export type SystemConfig = z.infer<typeof systemSchema>;
 export type PostgresConfig = z.infer<typeof postgresSchema>;
 export type S3Config = z.infer<typeof s3Schema>;
+export type KubernetesConfig = z.infer<typeof kubernetesSchema>;
 
 /** Top-level `x-…` keys hold YAML anchors for reuse (as in Compose files); they are not config. */
 function withoutExtensions(raw: unknown): unknown {
@@ -133,6 +155,12 @@ export function requirePostgres(config: Config, name: string): PostgresConfig {
   const pg = getSystem(config, name).postgres;
   if (!pg) throw new NotFoundError(`system "${name}" has no postgres component (systems.${name}.postgres)`);
   return pg;
+}
+
+export function requireKubernetes(config: Config, name: string): KubernetesConfig {
+  const k8s = getSystem(config, name).kubernetes;
+  if (!k8s) throw new NotFoundError(`system "${name}" has no kubernetes section (systems.${name}.kubernetes)`);
+  return k8s;
 }
 
 /** Resolves a plain setting that may be given as an env/file reference. */

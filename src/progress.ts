@@ -5,7 +5,7 @@
  */
 import type { WorkflowHandle } from '@temporalio/client';
 import { statusQuery, type RunStatus } from '../workflows/shared.ts';
-import type { TransferProgress } from '../activities/progress.ts';
+import type { Progress } from '../activities/progress.ts';
 
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -22,7 +22,7 @@ function formatDuration(ms: number): string {
   return `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
 }
 
-type Heartbeat = TransferProgress & { attempt: number };
+type Heartbeat = Progress & { attempt: number };
 
 /** The running activity's latest heartbeat details (and its attempt), if it has sent any. */
 export async function heartbeatOf(handle: WorkflowHandle): Promise<Heartbeat | undefined> {
@@ -30,13 +30,14 @@ export async function heartbeatOf(handle: WorkflowHandle): Promise<Heartbeat | u
   const data = activity?.heartbeatDetails?.payloads?.[0]?.data;
   if (!data) return undefined;
   try {
-    return { ...(JSON.parse(Buffer.from(data).toString('utf8')) as TransferProgress), attempt: activity.attempt ?? 1 };
+    return { ...(JSON.parse(Buffer.from(data).toString('utf8')) as Progress), attempt: activity.attempt ?? 1 };
   } catch {
     return undefined;
   }
 }
 
 export function describeProgress(hb: Heartbeat, elapsedMs: number): string {
+  if ('message' in hb) return hb.message;
   const moved = hb.step === 'restore' ? hb.bytesIn : hb.bytesOut;
   const rate = elapsedMs > 0 ? moved / (elapsedMs / 1000) : 0;
   const total = hb.totalBytes ? ` / ${formatBytes(hb.totalBytes)} (${Math.floor((moved / hb.totalBytes) * 100)} %)` : '';

@@ -3,12 +3,15 @@
  * (secret, resolved only in the worker) and its S3 object store. The one place
  * where config meets adapters.
  */
-import { getSystem, requirePostgres, resolveSetting, type Config } from './config.ts';
+import { getSystem, requireKubernetes, requirePostgres, resolveSetting, type Config, type KubernetesConfig } from './config.ts';
 import { resolveSecret } from './secrets.ts';
 import { ObjectStore } from './adapters/s3.ts';
+import { Kubernetes } from './adapters/kubernetes/index.ts';
+import type { WorkloadRef } from './adapters/kubernetes/index.ts';
 
 export class Systems {
   private readonly stores = new Map<string, ObjectStore>();
+  private readonly clusters = new Map<string, Kubernetes>();
 
   constructor(readonly config: Config) {}
 
@@ -61,5 +64,28 @@ export class Systems {
       this.stores.set(system, store);
     }
     return store;
+  }
+
+  kubernetesConfig(system: string): KubernetesConfig {
+    return requireKubernetes(this.config, system);
+  }
+
+  /** The system's cluster, connected once per credentials (systems may share one). */
+  kubernetes(system: string): Kubernetes {
+    const k8s = this.kubernetesConfig(system);
+    const kubeconfig = k8s.kubeconfig === undefined ? undefined : resolveSetting(k8s.kubeconfig, `systems.${system}.kubernetes.kubeconfig`);
+    const key = `${kubeconfig ?? ''}#${k8s.context ?? ''}`;
+    let cluster = this.clusters.get(key);
+    if (!cluster) {
+      cluster = Kubernetes.connect({ kubeconfig, context: k8s.context });
+      this.clusters.set(key, cluster);
+    }
+    return cluster;
+  }
+
+  /** The application's workloads, in config order. */
+  workloads(system: string): WorkloadRef[] {
+    const k8s = this.kubernetesConfig(system);
+    return k8s.workloads.map((w) => ({ kind: w.kind, name: w.name, namespace: k8s.namespace }));
   }
 }

@@ -33,6 +33,18 @@ export const transfer: ActivityOptions = {
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 5, nonRetryableErrorTypes },
 };
 
+/**
+ * Waits on the cluster (rollouts, pods Ready, Jobs): as long as the wait's own
+ * deadline allows, heartbeating so a dead worker is noticed within 20 s, and
+ * cancelled cleanly (the watch is closed before the workflow moves on).
+ */
+export const watch: ActivityOptions = {
+  startToCloseTimeout: '2h',
+  heartbeatTimeout: '20s',
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes },
+};
+
 export function activities(options: ActivityOptions) {
   return proxyActivities<Activities>(options);
 }

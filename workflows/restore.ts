@@ -18,11 +18,11 @@
  * database back under its own name. Workflow ID `restore/<system>/<target>`
  * makes a second restore of the same target fail at once.
  */
-import { ApplicationFailure, CancellationScope, condition, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
 import { recoveryDatabaseName, retiredDatabaseName } from '../src/domain/names.ts';
 import { compareRowCounts } from '../src/domain/manifest.ts';
 import { activities, change, quick, transfer } from './activityOptions.ts';
-import { failRun, parseInput, RunTracker, runIdentity } from './run.ts';
+import { compensate, failRun, parseInput, RunTracker, runIdentity, type Compensation } from './run.ts';
 import {
   approveUpdate,
   rejectUpdate,
@@ -43,7 +43,7 @@ export async function restore(rawInput: RestoreInput): Promise<RestoreResult> {
   const run = new RunTracker('restore', system);
   const { firstRunId } = runIdentity();
   /** Steps to undo, newest first, run even when the workflow is cancelled. */
-  const compensations: { name: string; undo: () => Promise<unknown> }[] = [];
+  const compensations: Compensation[] = [];
 
   try {
     const manifest = await run.step('find-backup', () => findBackup({ system, backup: input.backup }), (m) => `${m.backupId}, completed ${m.completedAt}`);
@@ -158,16 +158,3 @@ async function approval(run: RunTracker, plan: RestorePlan, input: { approved: b
     }
   }, (by) => `approved by ${by}`);
 }
-
-/** Runs the compensations newest first, shielded from cancellation. */
-async function compensate(run: RunTracker, compensations: { name: string; undo: () => Promise<unknown> }[]): Promise<void> {
-  await CancellationScope.nonCancellable(async () => {
-    for (const c of compensations) {
-      await run.step(c.name, c.undo).then(
-        () => { run.status.steps.at(-1)!.state = 'compensated'; },
-        () => undefined, // recorded as failed in the status; the original error is what the run reports
-      );
-    }
-  });
-}
-

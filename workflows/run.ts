@@ -3,7 +3,7 @@
  * non-retryable failure that names the field, keep a `status` the `status`
  * query returns, mirror the phase into search attributes, and run named steps.
  */
-import { ApplicationFailure, isCancellation, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, isCancellation, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { z } from 'zod';
 import { formatIssues, readableErrors } from '../src/domain/validation.ts';
 import { innermostMessage as failureMessage } from '../src/errors.ts';
@@ -85,4 +85,26 @@ export function failRun(err: unknown): never {
   if (isCancellation(err)) throw err;
   const type = (err as { cause?: { type?: string } }).cause?.type ?? (err as { type?: string }).type ?? 'ProcedureFailed';
   throw ApplicationFailure.create({ message: failureMessage(err), type, nonRetryable: true, cause: err as Error });
+}
+
+/** A step that undoes an earlier one when the run fails or is cancelled. */
+export interface Compensation {
+  name: string;
+  undo: () => Promise<unknown>;
+}
+
+/**
+ * Runs the compensations in the order given (callers keep the newest first),
+ * shielded from cancellation, each recorded as a step. One that fails is
+ * recorded and the rest still run; the run reports its original error.
+ */
+export async function compensate(run: RunTracker, compensations: Compensation[]): Promise<void> {
+  await CancellationScope.nonCancellable(async () => {
+    for (const c of compensations) {
+      await run.step(c.name, c.undo).then(
+        () => { run.status.steps.at(-1)!.state = 'compensated'; },
+        () => undefined,
+      );
+    }
+  });
 }

@@ -39,6 +39,17 @@ export const restoreInputSchema = z.strictObject({
 });
 export type RestoreInput = z.input<typeof restoreInputSchema>;
 
+export const maintenanceInputSchema = z.strictObject({
+  system: systemName,
+  /** Shown in the status and recorded in history: why the window is open. */
+  reason: z.string().trim().min(1, 'required: why the maintenance happens').max(500),
+  /** The window closes on its own after this long (or earlier with `end`). */
+  durationSeconds: z.number().int().positive().max(7 * 24 * 3600).default(1800),
+  /** Scale the application's workloads to this many replicas for the window (0 stops it); omitted leaves them running. */
+  scaleTo: z.number().int().min(0).optional(),
+});
+export type MaintenanceInput = z.input<typeof maintenanceInputSchema>;
+
 // ---------------------------------------------------------------- status
 
 export type StepState = 'running' | 'done' | 'failed' | 'skipped' | 'compensated';
@@ -52,13 +63,30 @@ export interface StepStatus {
 }
 
 export interface RunStatus {
-  procedure: 'backup' | 'restore';
+  procedure: 'backup' | 'restore' | 'maintenance';
   system: string;
   phase: string;
   steps: StepStatus[];
   /** Set while a destructive step waits for `approve`/`reject`. */
   awaitingApproval?: { plan: RestorePlan; since: string };
+  /** While a maintenance window is open. */
+  window?: MaintenanceWindow;
   error?: string;
+}
+
+export interface MaintenanceWindow {
+  reason: string;
+  opensAt: string;
+  endsAt: string;
+  /** Workload name → replicas it had before the window, to be put back. */
+  scaledDown: Record<string, number>;
+}
+
+export interface MaintenanceResult {
+  window: MaintenanceWindow;
+  endedBy: 'timer' | string;
+  /** Workload name → replicas Ready after the window. */
+  readyAfter: Record<string, number>;
 }
 
 export interface BackupResult {
@@ -104,6 +132,9 @@ export interface ApprovalInput {
 export const approveUpdate = defineUpdate<{ approved: true }, [ApprovalInput]>('approve');
 /** Declines the waiting destructive step: the run ends without touching the target. */
 export const rejectUpdate = defineUpdate<{ rejected: true }, [ApprovalInput]>('reject');
+
+/** Closes a maintenance window early. */
+export const endMaintenanceUpdate = defineUpdate<{ ended: true }, [ApprovalInput]>('end');
 
 // ---------------------------------------------------------------- search attributes
 

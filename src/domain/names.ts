@@ -60,4 +60,5 @@ export function retiredDatabaseName(live: string): string {
 export const workflowIds = {
   backup: (system: string, at: Date) => `backup/${system}/${at.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}`,
   restore: (system: string, database: string) => `restore/${system}/${database}`,
+  maintenance: (system: string) => `maintenance/${system}`,
 };

@@ -36,7 +36,7 @@ after(async () => {
 async function progressOf(workflowId: string, minBytes: number) {
   return eventually(`progress of ${workflowId}`, async () => {
     const details = await heartbeatOf(opsflow.temporal.workflow.getHandle(workflowId));
-    if (!details) return undefined;
+    if (!details || !('bytesOut' in details)) return undefined;
     const moved = details.step === 'restore' ? details.bytesIn : details.bytesOut;
     return moved >= minBytes ? details : undefined;
   }, 90_000);

@@ -9,8 +9,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AppsV1Api, type V1Deployment } from '@kubernetes/client-node';
-import { FAKE_NODE_SELECTOR, FAKE_NODE_TOLERATION, startKubernetes, type KubernetesBed } from '../../deploy/bed/kubernetes/cluster.ts';
+import { AppsV1Api } from '@kubernetes/client-node';
+import { startKubernetes, type KubernetesBed } from '../../deploy/bed/kubernetes/cluster.ts';
+import { testDeployment } from '../support/kubernetes.ts';
 import { Kubernetes } from '../../src/adapters/kubernetes/index.ts';
 import type { Workloads } from '../../src/adapters/kubernetes/workloads.ts';
 import { RolloutError } from '../../src/errors.ts';
@@ -22,22 +23,7 @@ let apps: AppsV1Api;
 let k8s: Workloads;
 const web = { kind: 'Deployment', namespace, name: 'web' } as const;
 
-function deployment(name: string, image: string): V1Deployment {
-  const labels = { app: name };
-  return {
-    metadata: { name, labels },
-    spec: {
-      replicas: 3,
-      progressDeadlineSeconds: 10,
-      selector: { matchLabels: labels },
-      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
-      template: {
-        metadata: { labels },
-        spec: { nodeSelector: FAKE_NODE_SELECTOR, tolerations: [FAKE_NODE_TOLERATION], containers: [{ name: 'app', image }] },
-      },
-    },
-  };
-}
+const deployment = (name: string, image: string) => testDeployment(name, image);
 
 async function setImage(name: string, image: string) {
   await apps.patchNamespacedDeployment(

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
+import { stringify as stringifyYaml } from 'yaml';
 import { OpsflowClient } from '../../src/client.ts';
 import { ObjectStore } from '../../src/adapters/s3.ts';
 import { REPO_ROOT } from '../../deploy/bed/bed.ts';
@@ -49,9 +50,10 @@ export interface TestSetup {
 
 /**
  * Writes a config with one system per entry (system name → database name),
- * on a task queue and S3 prefix of its own.
+ * on a task queue and S3 prefix of its own. `extra` adds sections to a system
+ * (e.g. `{ shop: { kubernetes: {…} } }`).
  */
-export function testSetup(label: string, systems: Record<string, string>): TestSetup {
+export function testSetup(label: string, systems: Record<string, string>, extra: Record<string, object> = {}): TestSetup {
   const id = `${label}-${randomBytes(3).toString('hex')}`;
   const dir = join(bedEnv('OPSFLOW_TEST_DIR'), id);
   mkdirSync(dir, { recursive: true });
@@ -72,6 +74,7 @@ export function testSetup(label: string, systems: Record<string, string>): TestS
       `      accessKeyId: { env: BED_S3_ACCESS_KEY_ID }`,
       `      secretAccessKey: { env: BED_S3_SECRET_ACCESS_KEY }`,
     );
+    if (extra[system]) lines.push(...stringifyYaml(extra[system]).trimEnd().split('\n').map((l) => `    ${l}`));
   }
   const configPath = join(dir, 'opsflow.yaml');
   writeFileSync(configPath, `${lines.join('\n')}\n`);

@@ -5,7 +5,7 @@
  * crash changes nothing more), and every wait is a watch that stops on abort.
  */
 import { AppsV1Api, CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Deployment, type V1Pod, type V1StatefulSet } from '@kubernetes/client-node';
-import { InvalidInputError, NotFoundError, RolloutError } from '../../errors.ts';
+import { ConflictError, InvalidInputError, NotFoundError, PeerUnavailableError, RolloutError } from '../../errors.ts';
 import { rolloutStatus, statefulSetRolloutStatus, type RolloutStatus } from '../../domain/rollout.ts';
 import { imageReferenceProblem } from '../../domain/image.ts';
 import { toKubernetesError, watchUntil } from './client.ts';
@@ -31,6 +31,9 @@ export const RESTARTED_AT_ANNOTATION = 'kubectl.kubernetes.io/restartedAt';
 /** The annotation `kubectl --record` and `kubectl annotate` set; shown by `kubectl rollout history`. */
 export const CHANGE_CAUSE_ANNOTATION = 'kubernetes.io/change-cause';
 const REVISION_ANNOTATION = 'deployment.kubernetes.io/revision';
+/** Set by `scaleRemembering`: which run scaled the workload down, and the count to put back. */
+export const SCALED_BY_ANNOTATION = 'opsflow.io/scaled-by';
+export const REPLICAS_BEFORE_ANNOTATION = 'opsflow.io/replicas-before';
 
 const describe = (w: WorkloadRef) => `${w.kind.toLowerCase()} ${w.namespace}/${w.name}`;
 
@@ -64,9 +67,8 @@ export class Workloads {
   }
 
   /**
-   * Sets replicas through the scale subresource and returns the count it had,
-   * so the caller can put it back. Setting the count it already has is a
-   * no-op: safe to retry.
+   * Sets replicas through the scale subresource and returns the count it had.
+   * Setting the count it already has is a no-op: safe to retry.
    */
   async scale(w: WorkloadRef, replicas: number): Promise<{ previous: number }> {
     const { namespace, name } = w;
@@ -85,6 +87,45 @@ export class Workloads {
     } catch (err) {
       throw toKubernetesError(err, `cannot scale ${describe(w)}`);
     }
+  }
+
+  /**
+   * Scales to `replicas` and records on the workload itself, in the same
+   * patch, who scaled it and the count it had. A retry whose first attempt
+   * scaled but crashed before reporting still returns the original count, and
+   * `kubectl get -o yaml` shows why the workload is down. A workload another
+   * run scaled and has not scaled back is refused.
+   */
+  async scaleRemembering(w: WorkloadRef, replicas: number, owner: string): Promise<{ previous: number }> {
+    const workload = await this.read(w);
+    const annotations = workload.metadata?.annotations ?? {};
+    const holder = annotations[SCALED_BY_ANNOTATION];
+    if (holder && holder !== owner) {
+      throw new ConflictError(`${describe(w)} was scaled to ${workload.spec?.replicas} by ${holder}, which has not scaled it back (annotation ${SCALED_BY_ANNOTATION})`);
+    }
+    const previous = holder === owner ? Number(annotations[REPLICAS_BEFORE_ANNOTATION]) : workload.spec?.replicas ?? 1;
+    if (holder === owner && workload.spec?.replicas === replicas) return { previous };
+    await this.jsonPatch(w, [
+      { op: 'test', path: '/spec/replicas', value: workload.spec?.replicas },
+      { op: 'replace', path: '/spec/replicas', value: replicas },
+      ...annotationPatches(workload, { [SCALED_BY_ANNOTATION]: owner, [REPLICAS_BEFORE_ANNOTATION]: String(previous) }),
+    ], `cannot scale ${describe(w)}`);
+    return { previous };
+  }
+
+  /** Puts back the count `scaleRemembering` recorded and removes its record; a no-op once done. */
+  async scaleBack(w: WorkloadRef, owner: string): Promise<{ replicas: number; changed: boolean }> {
+    const workload = await this.read(w);
+    const annotations = workload.metadata?.annotations ?? {};
+    if (annotations[SCALED_BY_ANNOTATION] !== owner) return { replicas: workload.spec?.replicas ?? 1, changed: false };
+    const replicas = Number(annotations[REPLICAS_BEFORE_ANNOTATION]);
+    await this.jsonPatch(w, [
+      { op: 'test', path: `/metadata/annotations/${pointerEscape(SCALED_BY_ANNOTATION)}`, value: owner },
+      { op: 'replace', path: '/spec/replicas', value: replicas },
+      { op: 'remove', path: `/metadata/annotations/${pointerEscape(SCALED_BY_ANNOTATION)}` },
+      { op: 'remove', path: `/metadata/annotations/${pointerEscape(REPLICAS_BEFORE_ANNOTATION)}` },
+    ], `cannot scale ${describe(w)} back`);
+    return { replicas, changed: true };
   }
 
   /**
@@ -111,12 +152,13 @@ export class Workloads {
     const patch: object[] = [];
     containers.forEach((c, i) => {
       const image = images[c.name];
-      if (image !== undefined && image !== c.image) patch.push({ op: 'replace', path: `/spec/template/spec/containers/${i}/image`, value: image });
+      if (image === undefined || image === c.image) return;
+      // The test guards against a concurrent edit moving containers between our read and the patch.
+      patch.push({ op: 'test', path: `/spec/template/spec/containers/${i}/name`, value: c.name });
+      patch.push({ op: 'replace', path: `/spec/template/spec/containers/${i}/image`, value: image });
     });
     if (patch.length === 0) return { previous, changed: false };
-    // Guard against a concurrent edit moving the containers between our read and the patch.
-    patch.unshift({ op: 'test', path: '/metadata/resourceVersion', value: workload.metadata?.resourceVersion });
-    if (options.changeCause) patch.push(annotationPatch(workload, CHANGE_CAUSE_ANNOTATION, options.changeCause));
+    if (options.changeCause) patch.push(...annotationPatches(workload, { [CHANGE_CAUSE_ANNOTATION]: options.changeCause }));
     await this.jsonPatch(w, patch, `cannot set image of ${describe(w)}`);
     return { previous, changed: true };
   }
@@ -247,12 +289,20 @@ export class Workloads {
     }
   }
 
+  /**
+   * Applies a JSON patch whose `test` operations check that what was read is
+   * still so. A failed test (422) means someone changed the object meanwhile:
+   * reported as retryable, so the activity's retry reads it afresh.
+   */
   private async jsonPatch(w: WorkloadRef, body: object[], what: string): Promise<void> {
     const { namespace, name } = w;
     try {
       if (w.kind === 'Deployment') await this.apps.patchNamespacedDeployment({ namespace, name, body });
       else await this.apps.patchNamespacedStatefulSet({ namespace, name, body });
     } catch (err) {
+      if ((err as { code?: number }).code === 422 && body.some((op) => (op as { op: string }).op === 'test')) {
+        throw new PeerUnavailableError(`${what}: it changed while being patched (a concurrent edit); read it again and retry`, err);
+      }
       throw toKubernetesError(err, what);
     }
   }
@@ -261,10 +311,15 @@ export class Workloads {
 /** client-node 1.x sends JSON patches unless told otherwise. */
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
-function annotationPatch(o: Workload, key: string, value: string): object {
-  // JSON Pointer escapes "/" in the key as ~1.
-  if (!o.metadata?.annotations) return { op: 'add', path: '/metadata/annotations', value: { [key]: value } };
-  return { op: 'add', path: `/metadata/annotations/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, value };
+/** JSON Patch operations that set annotations, creating the map when the object has none. */
+function annotationPatches(o: Workload, values: Record<string, string>): object[] {
+  if (!o.metadata?.annotations) return [{ op: 'add', path: '/metadata/annotations', value: values }];
+  return Object.entries(values).map(([key, value]) => ({ op: 'add', path: `/metadata/annotations/${pointerEscape(key)}`, value }));
+}
+
+/** JSON Pointer escaping: "/" in an annotation key becomes ~1. */
+function pointerEscape(key: string): string {
+  return key.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
 export function isPodReady(pod: V1Pod): boolean {
