@@ -8,6 +8,7 @@ import type { Config } from '../src/config.ts';
 import { catalogActivities } from './catalog.ts';
 import { postgresActivities } from './postgres.ts';
 import { kubernetesActivities } from './kubernetes.ts';
+import { deployActivities } from './deploy.ts';
 import { withFailureMapping } from './failures.ts';
 
 export interface ActivityDeps {
@@ -27,6 +28,7 @@ export function createActivities(deps: ActivityDeps) {
     ...catalogActivities(deps),
     ...postgresActivities(deps),
     ...kubernetesActivities(deps),
+    ...deployActivities(deps),
   });
 }
 

@@ -5,7 +5,11 @@
  *   opsflow backup <system> [--dry-run] [--detach]
  *   opsflow restore <system> [--backup ID|latest] [--into NAME] [--yes] [--dry-run] [--detach]
  *   opsflow backups list <system>
- *   opsflow maintenance <system> --reason TEXT [--duration 30m] [--scale-to N] [--detach]
+ *   opsflow deploy <system> --image CONTAINER=IMAGE [--image …] [--cause TEXT] [--skip-checks] [--bake SECONDS] [--detach]
+ *   opsflow pause|resume|abort|promote <workflowId> [--by NAME]   deploy controls
+ *   opsflow deploy <system> --image CONTAINER=IMAGE [--image …] [--cause TEXT] [--skip-checks] [--bake SECONDS] [--detach]
+  opsflow pause|resume|abort|promote <workflowId> [--by NAME]
+  opsflow maintenance <system> --reason TEXT [--duration 30m] [--scale-to N] [--detach]
  *   opsflow end <workflowId> [--by NAME]      close a maintenance window early
  *   opsflow status <workflowId> [--follow]
  *   opsflow approve|reject <workflowId> [--by NAME] [--comment TEXT]
@@ -36,6 +40,8 @@ const USAGE = `usage:
   opsflow backup <system> [--dry-run] [--detach]
   opsflow restore <system> [--backup ID|latest] [--into NAME] [--yes] [--dry-run] [--detach]
   opsflow backups list <system>
+  opsflow deploy <system> --image CONTAINER=IMAGE [--image …] [--cause TEXT] [--skip-checks] [--bake SECONDS] [--detach]
+  opsflow pause|resume|abort|promote <workflowId> [--by NAME]
   opsflow maintenance <system> --reason TEXT [--duration 30m] [--scale-to N] [--detach]
   opsflow end <workflowId> [--by NAME]
   opsflow status <workflowId> [--follow]
@@ -133,6 +139,10 @@ export async function main(argv: string[]): Promise<number> {
       reason: { type: 'string' },
       duration: { type: 'string', default: '30m' },
       'scale-to': { type: 'string' },
+      image: { type: 'string', multiple: true },
+      cause: { type: 'string' },
+      'skip-checks': { type: 'boolean', default: false },
+      bake: { type: 'string' },
     },
   });
   if (command === 'dev') {
@@ -181,6 +191,31 @@ export async function main(argv: string[]): Promise<number> {
         if (values.detach) return 0;
         const result = await follow(opsflow, run.workflowId, { approvals: true });
         process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        return 0;
+      }
+      case 'deploy': {
+        const system = checkSystem(one(positionals, 'system'));
+        const images = Object.fromEntries((values.image ?? []).map((spec) => {
+          const eq = spec.indexOf('=');
+          if (eq <= 0) throw new InvalidInputError(`--image: expected CONTAINER=IMAGE, got "${spec}"`);
+          return [spec.slice(0, eq), spec.slice(eq + 1)];
+        }));
+        const bakeSeconds = values.bake === undefined ? undefined : parseDuration(values.bake, '--bake');
+        const run = await opsflow.startDeploy({ system, images, changeCause: values.cause, skipChecks: values['skip-checks'], bakeSeconds });
+        process.stderr.write(`started ${run.workflowId}; controls: opsflow pause|resume|abort|promote ${run.workflowId}\n`);
+        if (values.detach) return 0;
+        const result = await follow(opsflow, run.workflowId);
+        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        return 0;
+      }
+      case 'pause':
+      case 'resume':
+      case 'abort':
+      case 'promote': {
+        const workflowId = one(positionals, 'workflowId');
+        const by = values.by ?? userInfo().username;
+        await opsflow.controlDeploy(workflowId, command, by);
+        process.stderr.write(`${command} ${workflowId} as ${by}\n`);
         return 0;
       }
       case 'maintenance': {

@@ -12,7 +12,12 @@ import { workflowIds } from './domain/names.ts';
 import { temporalTarget, type TemporalTarget } from './temporal.ts';
 import {
   approveUpdate,
+  abortDeployUpdate,
   backupInputSchema,
+  deployInputSchema,
+  pauseDeployUpdate,
+  promoteDeployUpdate,
+  resumeDeployUpdate,
   endMaintenanceUpdate,
   maintenanceInputSchema,
   rejectUpdate,
@@ -21,6 +26,8 @@ import {
   statusQuery,
   type BackupInput,
   type BackupResult,
+  type DeployInput,
+  type DeployResult,
   type MaintenanceInput,
   type MaintenanceResult,
   type RestoreInput,
@@ -88,6 +95,18 @@ export class OpsflowClient {
     const parsed = validate(restoreInputSchema, input);
     const workflowId = options.workflowId ?? workflowIds.restore(parsed.system, parsed.into ?? 'live');
     return this.start<RestoreResult>('restore', parsed, workflowId, parsed.system);
+  }
+
+  /** Starts a deploy; one per system at a time (a second is refused naming the run that holds it). */
+  async startDeploy(input: DeployInput): Promise<StartedRun<DeployResult>> {
+    const parsed = validate(deployInputSchema, input);
+    return this.start<DeployResult>('deploy', parsed, workflowIds.deploy(parsed.system), parsed.system);
+  }
+
+  /** Deploy controls: `abort` rolls back now, `promote` ends the bake, `pause`/`resume` hold the rollout. */
+  async controlDeploy(workflowId: string, control: 'pause' | 'resume' | 'abort' | 'promote', by: string): Promise<void> {
+    const update = { pause: pauseDeployUpdate, resume: resumeDeployUpdate, abort: abortDeployUpdate, promote: promoteDeployUpdate }[control];
+    await this.temporal.workflow.getHandle(workflowId).executeUpdate(update as typeof pauseDeployUpdate, { args: [{ by }] });
   }
 
   /** Opens a maintenance window; one per system at a time. */

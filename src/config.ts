@@ -66,11 +66,88 @@ const kubernetesSchema = z.strictObject({
   workloads: z.array(workloadSchema).min(1),
   /** How long pods may take to become Ready after a scale-up or restart. */
   readyTimeoutSeconds: z.number().int().positive().default(300),
+  /** Where opsflow's own Job pods (migrations) may run: node selector and tolerations, as in a pod spec. */
+  podPlacement: z
+    .strictObject({
+      nodeSelector: z.record(z.string(), z.string()).optional(),
+      tolerations: z.array(z.record(z.string(), z.unknown())).optional(),
+    })
+    .prefault({}),
+});
+
+/** An HTTP endpoint that answers whether the application is healthy. */
+const httpCheckSchema = z.strictObject({
+  name: z.string().min(1),
+  /** May come from the environment (a URL with a token in it is a secret: use a reference). */
+  url: setting,
+  /** Statuses that count as healthy; any 2xx when omitted. */
+  expectStatus: z.array(z.number().int().min(100).max(599)).min(1).optional(),
+  /** A slower answer counts as a failure (001: latency under 500 ms). */
+  maxLatencyMs: z.number().int().positive().optional(),
+  timeoutMs: z.number().int().positive().default(5000),
+});
+
+const thresholdQuerySchema = z
+  .strictObject({
+    name: z.string().min(1),
+    /** PromQL giving one number, e.g. the 5xx ratio over the last minute. */
+    query: z.string().min(1),
+    /** Fails when the value is above this … */
+    max: z.number().optional(),
+    /** … or below this. */
+    min: z.number().optional(),
+  })
+  .refine((q) => q.max !== undefined || q.min !== undefined, 'needs a threshold: max or min');
+
+const deploySchema = z.strictObject({
+  /** The workload that gets the new image; the first configured one by default. */
+  workload: z.string().optional(),
+  /** When the rollout strategy could make replicas unavailable: refuse the deploy, or warn and go on. */
+  capacity: z.enum(['refuse', 'warn']).default('refuse'),
+  checks: z
+    .strictObject({
+      /** The system's database answers (its postgres section). */
+      database: z.boolean().default(true),
+      /** The newest complete backup is at most this old. */
+      backupMaxAgeHours: z.number().positive().optional(),
+      http: z.array(httpCheckSchema).default([]),
+    })
+    .prefault({}),
+  /** Run before any pod changes, as a Job with the new image (003: alembic upgrade head). */
+  migration: z
+    .strictObject({
+      command: z.array(z.string()).min(1),
+      /** Container of the workload whose image the Job runs; the first by default. */
+      container: z.string().optional(),
+      timeoutSeconds: z.number().int().positive().default(600),
+      serviceAccountName: z.string().optional(),
+    })
+    .optional(),
+  analysis: z
+    .strictObject({
+      /** Measure this often during the rollout and the bake (Flagger's default is 60 s). */
+      intervalSeconds: z.number().int().min(1).default(10),
+      /** Failed measurements in a row that roll the deploy back. */
+      failureLimit: z.number().int().min(1).default(2),
+      /** Inconclusive measurements in a row (no data, Prometheus down) that pause for a human. */
+      inconclusiveLimit: z.number().int().min(1).default(3),
+      /** Keep measuring this long after the rollout completes before calling it done. */
+      bakeSeconds: z.number().int().min(0).default(300),
+      /** Pods of the new version crash-looping this many restarts roll back at once. */
+      crashLoopRestarts: z.number().int().min(1).default(1),
+      prometheus: z.strictObject({ url: setting }).optional(),
+      queries: z.array(thresholdQuerySchema).default([]),
+      probes: z.array(httpCheckSchema).default([]),
+    })
+    .prefault({}),
+  /** Where to POST a JSON note on success, rollback and failure (Slack-compatible `text`). */
+  notify: z.strictObject({ webhook: secret }).optional(),
 });
 
 const systemSchema = z.strictObject({
   postgres: postgresSchema.optional(),
   kubernetes: kubernetesSchema.optional(),
+  deploy: deploySchema.optional(),
   s3: s3Schema,
   compression: z
     .strictObject({
@@ -109,6 +186,8 @@ export type SystemConfig = z.infer<typeof systemSchema>;
 export type PostgresConfig = z.infer<typeof postgresSchema>;
 export type S3Config = z.infer<typeof s3Schema>;
 export type KubernetesConfig = z.infer<typeof kubernetesSchema>;
+export type DeployConfig = z.infer<typeof deploySchema>;
+export type HttpCheckConfig = z.infer<typeof httpCheckSchema>;
 
 /** Top-level `x-…` keys hold YAML anchors for reuse (as in Compose files); they are not config. */
 function withoutExtensions(raw: unknown): unknown {
@@ -161,6 +240,12 @@ export function requireKubernetes(config: Config, name: string): KubernetesConfi
   const k8s = getSystem(config, name).kubernetes;
   if (!k8s) throw new NotFoundError(`system "${name}" has no kubernetes section (systems.${name}.kubernetes)`);
   return k8s;
+}
+
+export function requireDeploy(config: Config, name: string): DeployConfig {
+  const deploy = getSystem(config, name).deploy;
+  if (!deploy) throw new NotFoundError(`system "${name}" has no deploy section (systems.${name}.deploy)`);
+  return deploy;
 }
 
 /** Resolves a plain setting that may be given as an env/file reference. */

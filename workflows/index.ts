@@ -2,3 +2,4 @@
 export { backup } from './backup.ts';
 export { restore } from './restore.ts';
 export { maintenance } from './maintenance.ts';
+export { deploy } from './deploy.ts';

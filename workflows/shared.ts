@@ -50,6 +50,19 @@ export const maintenanceInputSchema = z.strictObject({
 });
 export type MaintenanceInput = z.input<typeof maintenanceInputSchema>;
 
+export const deployInputSchema = z.strictObject({
+  system: systemName,
+  /** Container name → new image, e.g. { "app": "registry.example.com/shop:v2.4.1" }. */
+  images: z.record(z.string().min(1), z.string().min(1)).refine((m) => Object.keys(m).length > 0, 'name at least one container and its new image'),
+  /** Why, for `kubectl rollout history` and the notification. */
+  changeCause: z.string().max(300).optional(),
+  /** Skip the pre-deploy checks (an emergency fix while a check is known to fail). */
+  skipChecks: z.boolean().default(false),
+  /** Overrides the configured bake window, in seconds. */
+  bakeSeconds: z.number().int().min(0).optional(),
+});
+export type DeployInput = z.input<typeof deployInputSchema>;
+
 // ---------------------------------------------------------------- status
 
 export type StepState = 'running' | 'done' | 'failed' | 'skipped' | 'compensated';
@@ -63,7 +76,7 @@ export interface StepStatus {
 }
 
 export interface RunStatus {
-  procedure: 'backup' | 'restore' | 'maintenance';
+  procedure: 'backup' | 'restore' | 'maintenance' | 'deploy';
   system: string;
   phase: string;
   steps: StepStatus[];
@@ -71,6 +84,8 @@ export interface RunStatus {
   awaitingApproval?: { plan: RestorePlan; since: string };
   /** While a maintenance window is open. */
   window?: MaintenanceWindow;
+  /** A deploy's images, latest measurements and rollback. */
+  deploy?: DeployStatus;
   error?: string;
 }
 
@@ -80,6 +95,37 @@ export interface MaintenanceWindow {
   endsAt: string;
   /** Workload name → replicas it had before the window, to be put back. */
   scaledDown: Record<string, number>;
+}
+
+export interface DeployStatus {
+  images: Record<string, string>;
+  previousImages: Record<string, string>;
+  /** Set while paused (by `pause`, or by inconclusive analysis): waiting for `resume` or `abort`. */
+  paused?: { by: string; since: string };
+  /** The newest measurements, newest last (at most 5). */
+  measurements: DeployMeasurement[];
+  rollback?: {
+    reason: string;
+    /** When the first of the measurements that led to the rollback was taken. */
+    firstFailureAt?: string;
+    startedAt: string;
+    completedAt?: string;
+  };
+}
+
+export interface DeployMeasurement {
+  at: string;
+  verdict: 'pass' | 'fail' | 'inconclusive';
+  summary: string;
+  rollout: string;
+}
+
+export interface DeployResult {
+  images: Record<string, string>;
+  previousImages: Record<string, string>;
+  measurements: number;
+  promotedBy?: string;
+  capacityWarning?: string;
 }
 
 export interface MaintenanceResult {
@@ -135,6 +181,12 @@ export const rejectUpdate = defineUpdate<{ rejected: true }, [ApprovalInput]>('r
 
 /** Closes a maintenance window early. */
 export const endMaintenanceUpdate = defineUpdate<{ ended: true }, [ApprovalInput]>('end');
+
+/** Deploy controls. `abort` rolls back now; `promote` ends the bake early; `pause` holds the rollout and its decisions until `resume`. */
+export const pauseDeployUpdate = defineUpdate<{ paused: true }, [ApprovalInput]>('pause');
+export const resumeDeployUpdate = defineUpdate<{ resumed: true }, [ApprovalInput]>('resume');
+export const abortDeployUpdate = defineUpdate<{ aborted: true }, [ApprovalInput]>('abort');
+export const promoteDeployUpdate = defineUpdate<{ promoted: true }, [ApprovalInput]>('promote');
 
 // ---------------------------------------------------------------- search attributes
 

@@ -61,4 +61,5 @@ export const workflowIds = {
   backup: (system: string, at: Date) => `backup/${system}/${at.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}`,
   restore: (system: string, database: string) => `restore/${system}/${database}`,
   maintenance: (system: string) => `maintenance/${system}`,
+  deploy: (system: string) => `deploy/${system}`,
 };

@@ -19,6 +19,16 @@ export interface WorkloadRef {
   name: string;
 }
 
+export interface FailingPod {
+  pod: string;
+  container: string;
+  reason: string;
+  restarts: number;
+}
+
+/** Waiting reasons that mean the container will not start by waiting longer. */
+const FAILING_REASONS = new Set(['CrashLoopBackOff', 'ImagePullBackOff', 'ErrImagePull', 'InvalidImageName', 'CreateContainerConfigError', 'CreateContainerError']);
+
 export interface PodsReadyStatus {
   expected: number;
   ready: number;
@@ -138,17 +148,9 @@ export class Workloads {
     images: Record<string, string>,
     options: { changeCause?: string } = {},
   ): Promise<{ previous: Record<string, string>; changed: boolean }> {
-    for (const [container, image] of Object.entries(images)) {
-      const problem = imageReferenceProblem(image);
-      if (problem) throw new InvalidInputError(`image "${image}" for container "${container}" ${problem}`);
-    }
-    const workload = await this.read(w);
+    const workload = await this.checkImages(w, images);
     const containers = workload.spec?.template.spec?.containers ?? [];
     const previous = Object.fromEntries(containers.map((c) => [c.name, c.image ?? '']));
-    const unknown = Object.keys(images).filter((c) => !(c in previous));
-    if (unknown.length) {
-      throw new NotFoundError(`${describe(w)} has no container ${unknown.map((c) => `"${c}"`).join(', ')} (has: ${Object.keys(previous).join(', ')})`);
-    }
     const patch: object[] = [];
     containers.forEach((c, i) => {
       const image = images[c.name];
@@ -161,6 +163,71 @@ export class Workloads {
     if (options.changeCause) patch.push(...annotationPatches(workload, { [CHANGE_CAUSE_ANNOTATION]: options.changeCause }));
     await this.jsonPatch(w, patch, `cannot set image of ${describe(w)}`);
     return { previous, changed: true };
+  }
+
+  /**
+   * Checks, changing nothing, that every image reference is valid and every
+   * named container exists; returns the workload as read.
+   */
+  async checkImages(w: WorkloadRef, images: Record<string, string>): Promise<Workload> {
+    if (Object.keys(images).length === 0) throw new InvalidInputError('no image given: name at least one container and its new image');
+    for (const [container, image] of Object.entries(images)) {
+      const problem = imageReferenceProblem(image);
+      if (problem) throw new InvalidInputError(`image "${image}" for container "${container}" ${problem}`);
+    }
+    const workload = await this.read(w);
+    const names = (workload.spec?.template.spec?.containers ?? []).map((c) => c.name);
+    const unknown = Object.keys(images).filter((c) => !names.includes(c));
+    if (unknown.length) {
+      throw new NotFoundError(`${describe(w)} has no container ${unknown.map((c) => `"${c}"`).join(', ')} (has: ${names.join(', ')})`);
+    }
+    return workload;
+  }
+
+  /** `kubectl rollout pause` / `resume`: a paused Deployment's controller makes no further changes. */
+  async setPaused(namespace: string, name: string, paused: boolean): Promise<{ changed: boolean }> {
+    const deployment = await this.readDeployment(namespace, name);
+    if (Boolean(deployment.spec?.paused) === paused) return { changed: false };
+    try {
+      await this.apps.patchNamespacedDeployment({ namespace, name, body: { spec: { paused } } }, mergePatch);
+    } catch (err) {
+      throw toKubernetesError(err, `cannot ${paused ? 'pause' : 'resume'} deployment ${namespace}/${name}`);
+    }
+    return { changed: true };
+  }
+
+  /** The revision number the Deployment's template is at (its ReplicaSet's annotation). */
+  async revision(namespace: string, name: string): Promise<number> {
+    const deployment = await this.readDeployment(namespace, name);
+    return Number(deployment.metadata?.annotations?.[REVISION_ANNOTATION] ?? 0);
+  }
+
+  /**
+   * Pods of the workload that are failing rather than starting: waiting in
+   * CrashLoopBackOff or an image/config error, or restarted at least
+   * `minRestarts` times. Optionally only those running one of `images`.
+   */
+  async failingPods(w: WorkloadRef, options: { minRestarts: number; images?: string[] }): Promise<FailingPod[]> {
+    const workload = await this.read(w);
+    const labelSelector = Object.entries(workload.spec?.selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+    let pods: V1Pod[];
+    try {
+      pods = (await this.core.listNamespacedPod({ namespace: w.namespace, labelSelector })).items;
+    } catch (err) {
+      throw toKubernetesError(err, `cannot list pods of ${describe(w)}`);
+    }
+    const failing: FailingPod[] = [];
+    for (const pod of pods) {
+      if (pod.metadata?.deletionTimestamp) continue;
+      if (options.images && !pod.spec?.containers.some((c) => options.images!.includes(c.image ?? ''))) continue;
+      for (const c of pod.status?.containerStatuses ?? []) {
+        const waiting = c.state?.waiting?.reason;
+        if ((waiting && FAILING_REASONS.has(waiting)) || c.restartCount >= options.minRestarts) {
+          failing.push({ pod: pod.metadata?.name ?? '?', container: c.name, reason: waiting ?? `restarted ${c.restartCount} times`, restarts: c.restartCount });
+        }
+      }
+    }
+    return failing;
   }
 
   /**

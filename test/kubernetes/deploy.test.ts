@@ -1,0 +1,199 @@
+/**
+ * The deploy workflow end to end on the beds: real Temporal, a real control
+ * plane with kwok nodes, a real Prometheus scraping a stand-in application
+ * whose error ratio the test sets, worker processes that get killed.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AppsV1Api, CoreV1Api, Watch, type V1Deployment, type V1Pod } from '@kubernetes/client-node';
+import { WorkflowFailedError } from '@temporalio/client';
+import { FAKE_NODE_SELECTOR, FAKE_NODE_TOLERATION, startKubernetes, type KubernetesBed } from '../../deploy/bed/kubernetes/cluster.ts';
+import { startDemoApp, type DemoApp } from '../../deploy/bed/exporter.ts';
+import { startMonitoring, type Monitoring } from '../../deploy/bed/monitoring.ts';
+import { Kubernetes } from '../../src/adapters/kubernetes/index.ts';
+import type { OpsflowClient } from '../../src/client.ts';
+import { ConflictError, innermostMessage } from '../../src/errors.ts';
+import { client, eventually, startWorker, testSetup, type TestSetup, type WorkerProcess } from '../support/bed.ts';
+import { testDeployment } from '../support/kubernetes.ts';
+
+const namespace = 'shop';
+const ERROR_RATIO = 'sum(rate(http_requests_total{code=~"5.."}[5s])) / sum(rate(http_requests_total[5s]))';
+const INTERVAL_SECONDS = 2;
+let dir: string;
+let bed: KubernetesBed;
+let kube: Kubernetes;
+let apps: AppsV1Api;
+let app: DemoApp;
+let monitoring: Monitoring;
+let setup: TestSetup;
+let opsflow: OpsflowClient;
+let worker: WorkerProcess;
+const workers: WorkerProcess[] = [];
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'opsflow-k8s-deploy-'));
+  bed = await startKubernetes({ dir });
+  kube = Kubernetes.connect({ kubeconfig: bed.kubeconfigPath });
+  apps = kube.kc.makeApiClient(AppsV1Api);
+  await kube.kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+  // A long progress deadline: a bad release must be caught by opsflow's own analysis, not by the controller.
+  const web = testDeployment('web', 'example/web:v1', 3);
+  web.spec!.progressDeadlineSeconds = 120;
+  await apps.createNamespacedDeployment({ namespace, body: web });
+  app = await startDemoApp();
+  monitoring = await startMonitoring({ dir: join(dir, 'monitoring'), scrapeTargets: [app.hostPort] });
+
+  const kubernetes = {
+    kubeconfig: bed.kubeconfigPath,
+    namespace,
+    workloads: [{ kind: 'Deployment', name: 'web' }],
+    podPlacement: { nodeSelector: FAKE_NODE_SELECTOR, tolerations: [FAKE_NODE_TOLERATION] },
+  };
+  const deploy = {
+    checks: { database: false, http: [{ name: 'health', url: `${app.url}/health` }] },
+    analysis: {
+      intervalSeconds: INTERVAL_SECONDS,
+      failureLimit: 2,
+      bakeSeconds: 6,
+      prometheus: { url: monitoring.prometheusUrl },
+      queries: [{ name: 'error-ratio', query: ERROR_RATIO, max: 0.1 }],
+      probes: [{ name: 'ready', url: `${app.url}/ready` }],
+    },
+  };
+  setup = testSetup('deploy', { shop: 'shop' }, { shop: { kubernetes, deploy } });
+  opsflow = await client(setup);
+  worker = await startWorker(setup);
+  workers.push(worker);
+  await kube.workloads.waitForRollout({ kind: 'Deployment', namespace, name: 'web' });
+});
+
+after(async () => {
+  await opsflow?.close();
+  for (const w of workers) await w.stop();
+  await monitoring?.stop();
+  await app?.stop();
+  await bed?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function image(): Promise<string | undefined> {
+  return (await apps.readNamespacedDeployment({ namespace, name: 'web' })).spec?.template.spec?.containers[0]?.image;
+}
+
+/** Watches the Deployment and the pods for the length of `during`: the fewest available replicas seen, and when a pod first failed. */
+async function observe<T>(during: () => Promise<T>): Promise<{ result: T; minAvailable: number; firstFailingPodAt?: number }> {
+  const watch = new Watch(kube.kc);
+  let minAvailable = Infinity;
+  let firstFailingPodAt: number | undefined;
+  const deployments = await watch.watch(`/apis/apps/v1/namespaces/${namespace}/deployments`, {}, (_phase, d: V1Deployment) => {
+    minAvailable = Math.min(minAvailable, d.status?.availableReplicas ?? 0);
+  }, () => undefined);
+  const pods = await watch.watch(`/api/v1/namespaces/${namespace}/pods`, {}, (_phase, p: V1Pod) => {
+    if (p.status?.containerStatuses?.some((c) => c.state?.waiting?.reason === 'CrashLoopBackOff')) firstFailingPodAt ??= Date.now();
+  }, () => undefined);
+  try {
+    return { result: await during(), minAvailable, firstFailingPodAt };
+  } finally {
+    deployments.abort();
+    pods.abort();
+  }
+}
+
+async function phaseOf(workflowId: string, phase: string) {
+  return eventually(`phase ${phase} of ${workflowId}`, async () => {
+    const s = await opsflow.status(workflowId);
+    return s.phase === phase ? s : undefined;
+  }, 90_000);
+}
+
+async function scheduled(workflowId: string, activity: string): Promise<number> {
+  const history = await opsflow.temporal.workflow.getHandle(workflowId).fetchHistory();
+  return (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === activity).length;
+}
+
+describe('deploy', () => {
+  it('a good image rolls out and bakes, and available replicas never drop below the desired count', async () => {
+    const { result, minAvailable } = await observe(async () => {
+      const run = await opsflow.startDeploy({ system: 'shop', images: { app: 'example/web:v2' }, changeCause: 'release 2' });
+      await assert.rejects(opsflow.startDeploy({ system: 'shop', images: { app: 'example/web:v3' } }), (err: Error) =>
+        err instanceof ConflictError && err.message.includes(`already running as workflow ${run.workflowId}`));
+      return run.result();
+    });
+    assert.deepEqual(result.previousImages, { app: 'example/web:v1' });
+    assert.ok(result.measurements >= 3, `${result.measurements} measurements`);
+    assert.equal(await image(), 'example/web:v2');
+    assert.equal(minAvailable, 3, `available replicas dropped to ${minAvailable}`);
+    const d = await apps.readNamespacedDeployment({ namespace, name: 'web' });
+    assert.match(d.metadata?.annotations?.['kubernetes.io/change-cause'] ?? '', /^opsflow deploy\/shop: release 2$/);
+  });
+
+  it('a bad image (pods never Ready) is rolled back within one analysis interval plus 5 s', async () => {
+    const { result: err, firstFailingPodAt } = await observe(async () => {
+      const run = await opsflow.startDeploy({ system: 'shop', images: { app: 'example/web:bad' } });
+      return run.result().then(() => undefined, (e: Error) => ({ e, workflowId: run.workflowId }));
+    });
+    assert.ok(err, 'the deploy failed');
+    assert.ok(err.e instanceof WorkflowFailedError);
+    assert.match(innermostMessage(err.e), /rolled back to app=example\/web:v2: new pods fail to start \(web-[a-z0-9-]+: CrashLoopBackOff\)/);
+    assert.equal(await image(), 'example/web:v2');
+    const status = await opsflow.status(err.workflowId);
+    assert.equal(status.steps.find((s) => s.name === 'rollback')?.state, 'done');
+    const startedAt = Date.parse(status.deploy!.rollback!.startedAt);
+    assert.ok(firstFailingPodAt, 'a failing pod was seen');
+    const latencyMs = startedAt - firstFailingPodAt;
+    console.log(`bad image: failure observable → rollback started ${latencyMs} ms (interval ${INTERVAL_SECONDS} s); rollback took ${Date.parse(status.deploy!.rollback!.completedAt!) - startedAt} ms`);
+    assert.ok(latencyMs <= INTERVAL_SECONDS * 1000 + 5000, `rollback started ${latencyMs} ms after the failure was observable`);
+  });
+
+  it('pods Ready but the error ratio over its threshold: rolled back', async () => {
+    const run = await opsflow.startDeploy({ system: 'shop', images: { app: 'example/web:v3' }, bakeSeconds: 60 });
+    await phaseOf(run.workflowId, 'bake');
+    app.setErrorRatio(0.5);
+    const rollingBack = phaseOf(run.workflowId, 'rollback').then(() => app.setErrorRatio(0));
+    await assert.rejects(run.result(), (e: Error) => /rolled back to app=example\/web:v2: analysis failed 2 times in a row: .*error-ratio fail \(0\.\d+ above max 0\.1\)/.test(innermostMessage(e)));
+    await rollingBack;
+    assert.equal(await image(), 'example/web:v2');
+  });
+
+  it('abort mid-bake rolls back now; a worker killed mid-bake changes nothing of that', async () => {
+    const run = await opsflow.startDeploy({ system: 'shop', images: { app: 'example/web:v4' }, bakeSeconds: 120 });
+    await phaseOf(run.workflowId, 'bake');
+    await worker.kill();
+    worker = await startWorker(setup);
+    workers.push(worker);
+    await opsflow.controlDeploy(run.workflowId, 'abort', 'bob');
+    await assert.rejects(run.result(), (e: Error) => /rolled back to app=example\/web:v2: aborted by bob/.test(innermostMessage(e)));
+    assert.equal(await image(), 'example/web:v2');
+    assert.equal(await scheduled(run.workflowId, 'setWorkloadImages'), 1, 'the image was set once');
+  });
+
+  it('paused mid-rollout, worker killed while paused: resumed by a new worker, the rollout completes once', async () => {
+    const run = await opsflow.startDeploy({ system: 'shop', images: { app: 'example/web:v5' }, bakeSeconds: 2 });
+    await phaseOf(run.workflowId, 'rollout');
+    await opsflow.controlDeploy(run.workflowId, 'pause', 'carol');
+    await phaseOf(run.workflowId, 'paused');
+    assert.equal((await apps.readNamespacedDeployment({ namespace, name: 'web' })).spec?.paused, true);
+    await worker.kill();
+    worker = await startWorker(setup);
+    workers.push(worker);
+    await opsflow.controlDeploy(run.workflowId, 'resume', 'carol');
+    const result = await run.result();
+    assert.deepEqual(result.images, { app: 'example/web:v5' });
+    const d = await apps.readNamespacedDeployment({ namespace, name: 'web' });
+    assert.notEqual(d.spec?.paused, true, 'resumed');
+    assert.equal(await image(), 'example/web:v5');
+    assert.equal(await scheduled(run.workflowId, 'setWorkloadImages'), 1);
+  });
+
+  it('bad input is refused at once, naming the field or the container', async () => {
+    await assert.rejects(opsflow.startDeploy({ system: 'shop', images: {} }), (e: Error) => e.name === 'InvalidInput' && /images/.test(e.message));
+    const run = await opsflow.startDeploy({ system: 'shop', images: { web: 'example/web:v6' } });
+    await assert.rejects(run.result(), (e: Error) => innermostMessage(e) === 'deployment shop/web has no container "web" (has: app)');
+    const bad = await opsflow.startDeploy({ system: 'shop', images: { app: 'Example/Web:v6' } });
+    await assert.rejects(bad.result(), (e: Error) => /image "Example\/Web:v6" for container "app" has an invalid repository part/.test(innermostMessage(e)));
+    assert.equal(await image(), 'example/web:v5');
+  });
+});
