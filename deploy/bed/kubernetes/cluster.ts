@@ -7,7 +7,10 @@
  *
  * Bad releases: pods whose container image matches `badImagePattern` never
  * become Ready (CrashLoopBackOff), so their Deployment ends with
- * ProgressDeadlineExceeded. See README.md.
+ * ProgressDeadlineExceeded; a Job's pod with such an image fails (exit code 1),
+ * so the real Job controller marks the Job Failed. Any other Job's pod
+ * succeeds at once. `kubectl logs` of a fake container shows `containerLogs`
+ * for its name, else a default line (kwok ClusterLogs). See README.md.
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -28,6 +31,12 @@ export interface KubernetesOptions {
    * on loopback without authentication.
    */
   localExec?: boolean;
+  /**
+   * Container name → what `kubectl logs` shows for containers of that name in
+   * any fake pod; other containers show DEFAULT_CONTAINER_LOG. kwok picks a
+   * log by pod and container name only, never by image or outcome.
+   */
+  containerLogs?: Record<string, string>;
 }
 
 export interface KubernetesBed {
@@ -39,6 +48,10 @@ export interface KubernetesBed {
 }
 
 export const DEFAULT_BAD_IMAGE_PATTERN = ':bad$|bad-release';
+/** What `kubectl logs` shows for a fake container without an entry in `containerLogs`. */
+export const DEFAULT_CONTAINER_LOG = 'kwok fake container: no process ran, this is the bed\'s default log\n';
+/** The terminated message a bad release's Job pod gets (containerStatuses[].state.terminated.message). */
+export const BAD_RELEASE_JOB_MESSAGE = 'bad release (kwok stage pod-bad-release-job)';
 export const FAKE_NODES = ['kwok-node-0', 'kwok-node-1'];
 /** What a pod spec needs to land on the fake nodes. */
 export const FAKE_NODE_SELECTOR = { type: 'kwok' };
@@ -137,6 +150,84 @@ startTime: {{ $now | Quote }}
       },
     },
   };
+}
+
+/**
+ * A Job's pod with a bad image fails instead of completing: after
+ * pod-bad-release made it Running, this stage (weight 1) beats kwok's
+ * pod-complete (weight 0, Running Job pods → Succeeded). Exit code 1 and phase
+ * Failed are what the Job controller counts against backoffLimit.
+ */
+function badReleaseJobStage(pattern: string) {
+  return {
+    apiVersion: 'kwok.x-k8s.io/v1alpha1',
+    kind: 'Stage',
+    metadata: { name: 'pod-bad-release-job' },
+    spec: {
+      resourceRef: { apiGroup: 'v1', kind: 'Pod' },
+      selector: {
+        matchExpressions: [
+          { key: '.metadata.deletionTimestamp', operator: 'DoesNotExist' },
+          { key: '.status.phase', operator: 'In', values: ['Running'] },
+          { key: '.metadata.ownerReferences.[].kind', operator: 'In', values: ['Job'] },
+          { key: `.spec.containers.[].image | test(${JSON.stringify(pattern)})`, operator: 'In', values: ['true'] },
+        ],
+      },
+      weight: 1,
+      next: {
+        statusTemplate: `{{ $now := Now }}
+conditions:
+- lastTransitionTime: {{ $now | Quote }}
+  reason: PodFailed
+  status: "False"
+  type: Ready
+- lastTransitionTime: {{ $now | Quote }}
+  reason: PodFailed
+  status: "False"
+  type: ContainersReady
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: false
+  restartCount: 0
+  started: false
+  state:
+    terminated:
+      exitCode: 1
+      reason: Error
+      message: ${JSON.stringify(BAD_RELEASE_JOB_MESSAGE)}
+      startedAt: {{ $now | Quote }}
+      finishedAt: {{ $now | Quote }}
+{{ end }}
+phase: Failed
+`,
+      },
+    },
+  };
+}
+
+/** kwok serves a container's logs from a file in CRI format: "<RFC 3339 time> <stream> F <line>". */
+function writeCriLog(file: string, text: string) {
+  const now = new Date().toISOString();
+  const lines = text.endsWith('\n') ? text.slice(0, -1).split('\n') : text.split('\n');
+  writeFileSync(file, text === '' ? '' : lines.map((l) => `${now} stdout F ${l}\n`).join(''));
+}
+
+/** Every fake pod's logs: one file per named container, the default file for the rest. */
+function clusterLogsConfig(logsDir: string, containerLogs: Record<string, string>) {
+  mkdirSync(logsDir, { recursive: true });
+  const logs: { containers?: string[]; logsFile: string }[] = [];
+  for (const [container, text] of Object.entries(containerLogs)) {
+    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(container)) throw new Error(`containerLogs: "${container}" is not a container name`);
+    const logsFile = join(logsDir, `container-${container}.log`);
+    writeCriLog(logsFile, text);
+    logs.push({ containers: [container], logsFile });
+  }
+  const defaultFile = join(logsDir, 'default.log');
+  writeCriLog(defaultFile, DEFAULT_CONTAINER_LOG);
+  logs.push({ logsFile: defaultFile }); // no containers: kwok's fallback for any other container
+  return { apiVersion: 'kwok.x-k8s.io/v1alpha1', kind: 'ClusterLogs', metadata: { name: 'bed' }, spec: { logs } };
 }
 
 function localExecConfig(workDir: string) {
@@ -243,7 +334,11 @@ export async function startKubernetes(options: KubernetesOptions): Promise<Kuber
     ], { dir, daemons });
 
     const kwokConfig = join(dir, 'kwok.yaml');
-    const docs: object[] = [badReleaseStage(badImagePattern)];
+    const docs: object[] = [
+      badReleaseStage(badImagePattern),
+      badReleaseJobStage(badImagePattern),
+      clusterLogsConfig(join(dir, 'logs'), options.containerLogs ?? {}),
+    ];
     if (options.localExec) {
       mkdirSync(join(dir, 'exec'), { recursive: true });
       docs.push(localExecConfig(join(dir, 'exec')));
