@@ -63,7 +63,8 @@ before(async () => {
       probes: [{ name: 'ready', url: `${app.url}/ready` }],
     },
   };
-  setup = testSetup('deploy', { shop: 'shop' }, { shop: { kubernetes, deploy } });
+  const withMigration = { ...deploy, migration: { command: ['./migrate', 'up'], timeoutSeconds: 60 }, analysis: { ...deploy.analysis, bakeSeconds: 0 } };
+  setup = testSetup('deploy', { shop: 'shop', 'shop-migrating': 'shop' }, { shop: { kubernetes, deploy }, 'shop-migrating': { kubernetes, deploy: withMigration } });
   opsflow = await client(setup);
   worker = await startWorker(setup);
   workers.push(worker);
@@ -188,12 +189,34 @@ describe('deploy', () => {
     assert.equal(await scheduled(run.workflowId, 'setWorkloadImages'), 1);
   });
 
+  it('a migration runs as a Job with the new image before the rollout', async () => {
+    const run = await opsflow.startDeploy({ system: 'shop-migrating', images: { app: 'example/web:v6' } });
+    await run.result();
+    const status = await opsflow.status(run.workflowId);
+    assert.deepEqual(status.steps.map((s) => `${s.name}:${s.state}`), ['plan:done', 'checks:done', 'migrate:done', 'rollout:done', 'bake:skipped']);
+    assert.equal(await image(), 'example/web:v6');
+  });
+
+  it('a failed migration stops the deploy before any pod changes, with the Job\'s log in the error', async () => {
+    const before = await apps.readNamespacedDeployment({ namespace, name: 'web' });
+    const run = await opsflow.startDeploy({ system: 'shop-migrating', images: { app: 'example/web:bad-release' } });
+    await assert.rejects(run.result(), (e: Error) => {
+      const message = innermostMessage(e);
+      assert.match(message, /job shop\/opsflow-migrate-[a-z0-9]+ failed/);
+      assert.match(message, /exited with code 1 .*; last log lines:\n.+/s);
+      return true;
+    });
+    const after = await apps.readNamespacedDeployment({ namespace, name: 'web' });
+    assert.equal(after.metadata?.generation, before.metadata?.generation, 'the Deployment was not touched');
+    assert.equal(await scheduled(run.workflowId, 'setWorkloadImages'), 0);
+  });
+
   it('bad input is refused at once, naming the field or the container', async () => {
     await assert.rejects(opsflow.startDeploy({ system: 'shop', images: {} }), (e: Error) => e.name === 'InvalidInput' && /images/.test(e.message));
     const run = await opsflow.startDeploy({ system: 'shop', images: { web: 'example/web:v6' } });
     await assert.rejects(run.result(), (e: Error) => innermostMessage(e) === 'deployment shop/web has no container "web" (has: app)');
     const bad = await opsflow.startDeploy({ system: 'shop', images: { app: 'Example/Web:v6' } });
     await assert.rejects(bad.result(), (e: Error) => /image "Example\/Web:v6" for container "app" has an invalid repository part/.test(innermostMessage(e)));
-    assert.equal(await image(), 'example/web:v5');
+    assert.equal(await image(), 'example/web:v6');
   });
 });
