@@ -94,7 +94,7 @@ want=$(sha256sum "$repo/package-lock.json" | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   say "npm: node_modules up to date"
 else
-  say "npm: npm ci"
+  say "npm: npm install (lock changed)"
   (cd "$repo" && npm install --no-audit --no-fund --loglevel=error)
   sha256sum "$repo/package-lock.json" | cut -d' ' -f1 > "$stamp"
 fi
