@@ -13,7 +13,8 @@ import { deploymentCapacity, statefulSetCapacity, type CapacityVerdict } from '.
 import { rolloutStatus, statefulSetRolloutStatus, type RolloutStatus } from '../src/domain/rollout.ts';
 import { probe } from '../src/adapters/http.ts';
 import { Prometheus } from '../src/adapters/prometheus.ts';
-import { resolveSecret } from '../src/secrets.ts';
+import { redact, resolveSecret } from '../src/secrets.ts';
+import { connectRedis } from '../src/adapters/redis.ts';
 import { NotFoundError, PeerUnavailableError } from '../src/errors.ts';
 import type { WorkloadRef } from '../src/adapters/kubernetes/index.ts';
 import type { FailingPod } from '../src/adapters/kubernetes/workloads.ts';
@@ -119,7 +120,19 @@ export function deployActivities({ systems, postgres }: DeployDeps) {
           const info = await postgres.serverInfo(systems.postgresUrl(system));
           results.push({ name: 'database', ok: true, detail: `${info.database} answers (PostgreSQL ${info.serverVersion})` });
         } catch (err) {
-          results.push({ name: 'database', ok: false, detail: (err as Error).message });
+          results.push({ name: 'database', ok: false, detail: redact((err as Error).message) });
+        }
+      }
+      if (checks.redis && systems.get(system).redis) {
+        let redis: Awaited<ReturnType<typeof connectRedis>> | undefined;
+        try {
+          redis = await connectRedis({ url: systems.redisUrl(system) });
+          const pong = await redis.ping();
+          results.push({ name: 'redis', ok: pong === 'PONG', detail: `PING → ${pong}` });
+        } catch (err) {
+          results.push({ name: 'redis', ok: false, detail: redact((err as Error).message) });
+        } finally {
+          redis?.disconnect();
         }
       }
       if (checks.backupMaxAgeHours !== undefined) {

@@ -108,6 +108,8 @@ const deploySchema = z.strictObject({
     .strictObject({
       /** The system's database answers (its postgres section). */
       database: z.boolean().default(true),
+      /** The system's Redis answers PING (its redis section). */
+      redis: z.boolean().default(true),
       /** The newest complete backup is at most this old. */
       backupMaxAgeHours: z.number().positive().optional(),
       http: z.array(httpCheckSchema).default([]),
@@ -144,8 +146,14 @@ const deploySchema = z.strictObject({
   notify: z.strictObject({ webhook: secret }).optional(),
 });
 
+const redisSchema = z.strictObject({
+  /** redis://[:password@]host:port/db (rediss:// for TLS): a secret, since it may hold the password. */
+  url: secret,
+});
+
 const systemSchema = z.strictObject({
   postgres: postgresSchema.optional(),
+  redis: redisSchema.optional(),
   kubernetes: kubernetesSchema.optional(),
   deploy: deploySchema.optional(),
   s3: s3Schema,

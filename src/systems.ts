@@ -5,6 +5,7 @@
  */
 import { getSystem, requireKubernetes, requirePostgres, resolveSetting, type Config, type KubernetesConfig } from './config.ts';
 import { resolveSecret } from './secrets.ts';
+import { NotFoundError } from './errors.ts';
 import { ObjectStore } from './adapters/s3.ts';
 import { Kubernetes } from './adapters/kubernetes/index.ts';
 import type { WorkloadRef } from './adapters/kubernetes/index.ts';
@@ -22,6 +23,13 @@ export class Systems {
 
   postgresUrl(system: string): string {
     return resolveSecret(requirePostgres(this.config, system).url, `systems.${system}.postgres.url`);
+  }
+
+  /** The system's Redis URL (secret, resolved only in the worker). */
+  redisUrl(system: string): string {
+    const redis = this.get(system).redis;
+    if (!redis) throw new NotFoundError(`system "${system}" has no redis component (systems.${system}.redis)`);
+    return resolveSecret(redis.url, `systems.${system}.redis.url`);
   }
 
   postgresDumpArgs(system: string): string[] {

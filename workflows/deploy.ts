@@ -250,13 +250,14 @@ async function restorePrevious(run: RunTracker, system: string, plan: DeployPlan
     for (let attempt = 1; ; attempt++) {
       const m = await analyze({ system, images: plan.previousImages });
       record(status, m);
-      if (m.verdict === 'pass') return;
+      // Inconclusive is no reason to distrust the version that ran before; a failure is.
+      if (m.verdict !== 'fail') return m;
       if (attempt >= ROLLBACK_HEALTH_ATTEMPTS) {
         throw ApplicationFailure.nonRetryable(`rolled back, but the previous version is not healthy either: ${summarize(m)}`, 'RollbackUnhealthy');
       }
       await sleep(plan.analysis.intervalSeconds * 1000);
     }
-  }, () => `back on ${describeImages(plan.previousImages)}, healthy`);
+  }, (m) => `back on ${describeImages(plan.previousImages)}, ${m.verdict === 'pass' ? 'healthy' : `nothing failing (${summarize(m)})`}`);
 }
 
 function record(status: DeployStatus, m: Measurement): void {

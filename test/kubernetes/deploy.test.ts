@@ -16,7 +16,10 @@ import { startMonitoring, type Monitoring } from '../../deploy/bed/monitoring.ts
 import { Kubernetes } from '../../src/adapters/kubernetes/index.ts';
 import type { OpsflowClient } from '../../src/client.ts';
 import { ConflictError, innermostMessage } from '../../src/errors.ts';
-import { client, eventually, startWorker, testSetup, type TestSetup, type WorkerProcess } from '../support/bed.ts';
+import { bedEnv, client, eventually, startWorker, testSetup, type TestSetup, type WorkerProcess } from '../support/bed.ts';
+import { freePort } from '../../deploy/bed/bed.ts';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { testDeployment } from '../support/kubernetes.ts';
 
 const namespace = 'shop';
@@ -32,6 +35,9 @@ let setup: TestSetup;
 let opsflow: OpsflowClient;
 let worker: WorkerProcess;
 const workers: WorkerProcess[] = [];
+interface Notification { event: string; text: string; system: string }
+const notifications: Notification[] = [];
+let receiver: Server;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'opsflow-k8s-deploy-'));
@@ -63,8 +69,29 @@ before(async () => {
       probes: [{ name: 'ready', url: `${app.url}/ready` }],
     },
   };
+  // Notifications land here; the Redis check uses the bed's Redis, a second system a dead port.
+  receiver = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      notifications.push(JSON.parse(body) as Notification);
+      res.end('ok');
+    });
+  });
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  process.env.DEPLOY_WEBHOOK_URL = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+  process.env.DEPLOY_REDIS_URL = `redis://127.0.0.1:${bedEnv('BED_REDIS_PORT')}/0`;
+  process.env.DEAD_REDIS_URL = `redis://127.0.0.1:${await freePort()}/0`;
+  const redis = { url: { env: 'DEPLOY_REDIS_URL' } };
+  const notify = { webhook: { env: 'DEPLOY_WEBHOOK_URL' } };
+  const unmeasurable = { ...deploy, analysis: { ...deploy.analysis, inconclusiveLimit: 2, queries: [{ name: 'latency', query: 'histogram_quantile(0.95, sum by (le) (rate(no_such_metric_bucket[1m])))', max: 0.5 }] } };
   const withMigration = { ...deploy, migration: { command: ['./migrate', 'up'], timeoutSeconds: 60 }, analysis: { ...deploy.analysis, bakeSeconds: 0 } };
-  setup = testSetup('deploy', { shop: 'shop', 'shop-migrating': 'shop' }, { shop: { kubernetes, deploy }, 'shop-migrating': { kubernetes, deploy: withMigration } });
+  setup = testSetup('deploy', { shop: 'shop', 'shop-migrating': 'shop', 'shop-dark': 'shop', 'shop-redis-down': 'shop' }, {
+    shop: { kubernetes, redis, deploy: { ...deploy, notify } },
+    'shop-migrating': { kubernetes, deploy: withMigration },
+    'shop-dark': { kubernetes, deploy: unmeasurable },
+    'shop-redis-down': { kubernetes, redis: { url: { env: 'DEAD_REDIS_URL' } }, deploy },
+  });
   opsflow = await client(setup);
   worker = await startWorker(setup);
   workers.push(worker);
@@ -75,6 +102,7 @@ after(async () => {
   await opsflow?.close();
   for (const w of workers) await w.stop();
   await monitoring?.stop();
+  receiver?.close();
   await app?.stop();
   await bed?.stop();
   rmSync(dir, { recursive: true, force: true });
@@ -127,6 +155,10 @@ describe('deploy', () => {
     assert.ok(result.measurements >= 3, `${result.measurements} measurements`);
     assert.equal(await image(), 'example/web:v2');
     assert.equal(minAvailable, 3, `available replicas dropped to ${minAvailable}`);
+    const checks = (await opsflow.status('deploy/shop')).steps.find((st) => st.name === 'checks');
+    assert.equal(checks?.detail, 'redis ok, health ok');
+    assert.deepEqual(notifications.map((n) => n.event), ['deployed']);
+    assert.match(notifications[0]!.text, /^shop: deployed app=example\/web:v2 \(deploy\/shop\)$/);
     const d = await apps.readNamespacedDeployment({ namespace, name: 'web' });
     assert.match(d.metadata?.annotations?.['kubernetes.io/change-cause'] ?? '', /^opsflow deploy\/shop: release 2$/);
   });
@@ -140,6 +172,7 @@ describe('deploy', () => {
     assert.ok(err.e instanceof WorkflowFailedError);
     assert.match(innermostMessage(err.e), /rolled back to app=example\/web:v2: new pods fail to start \(web-[a-z0-9-]+: CrashLoopBackOff\)/);
     assert.equal(await image(), 'example/web:v2');
+    assert.equal(notifications.at(-1)?.event, 'rolled-back');
     const status = await opsflow.status(err.workflowId);
     assert.equal(status.steps.find((s) => s.name === 'rollback')?.state, 'done');
     const startedAt = Date.parse(status.deploy!.rollback!.startedAt);
@@ -187,6 +220,33 @@ describe('deploy', () => {
     assert.notEqual(d.spec?.paused, true, 'resumed');
     assert.equal(await image(), 'example/web:v5');
     assert.equal(await scheduled(run.workflowId, 'setWorkloadImages'), 1);
+  });
+
+  it('promote ends the bake early', async () => {
+    const run = await opsflow.startDeploy({ system: 'shop', images: { app: 'example/web:v5b' }, bakeSeconds: 600 });
+    await phaseOf(run.workflowId, 'bake');
+    await opsflow.controlDeploy(run.workflowId, 'promote', 'dave');
+    const result = await run.result();
+    assert.equal(result.promotedBy, 'dave');
+    assert.equal(await image(), 'example/web:v5b');
+  });
+
+  it('measurements that cannot decide (no data) pause for a human instead of deciding; abort rolls back', async () => {
+    const run = await opsflow.startDeploy({ system: 'shop-dark', images: { app: 'example/web:v5c' }, bakeSeconds: 600 });
+    const paused = await phaseOf(run.workflowId, 'paused');
+    assert.match(paused.deploy?.paused?.by ?? '', /2 inconclusive measurements: .*latency inconclusive \(no data\)/);
+    assert.equal((await apps.readNamespacedDeployment({ namespace, name: 'web' })).spec?.paused, true);
+    await opsflow.controlDeploy(run.workflowId, 'abort', 'erin');
+    await assert.rejects(run.result(), (e: Error) => /aborted by erin while paused/.test(innermostMessage(e)));
+    assert.equal(await image(), 'example/web:v5b');
+    assert.notEqual((await apps.readNamespacedDeployment({ namespace, name: 'web' })).spec?.paused, true);
+  });
+
+  it('a failing pre-deploy check (Redis down) stops the deploy before anything changes', async () => {
+    const before = await apps.readNamespacedDeployment({ namespace, name: 'web' });
+    const run = await opsflow.startDeploy({ system: 'shop-redis-down', images: { app: 'example/web:v9' } });
+    await assert.rejects(run.result(), (e: Error) => /^pre-deploy checks failed: redis: cannot connect to Redis at 127\.0\.0\.1:\d+\/0/.test(innermostMessage(e)));
+    assert.equal((await apps.readNamespacedDeployment({ namespace, name: 'web' })).metadata?.generation, before.metadata?.generation);
   });
 
   it('a migration runs as a Job with the new image before the rollout', async () => {

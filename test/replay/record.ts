@@ -1,59 +1,207 @@
 /**
- * Records workflow histories for the replay test: runs backup and restore
- * (into, swap with approval, a failing restore) on a fresh bed and writes each
- * history to test/replay/histories/. Run again when a workflow changes in a
- * way that is meant to break replay (and guard old runs with patched()).
+ * Records workflow histories for the replay test on a fresh bed and writes
+ * each to test/replay/histories/:
  *
- *   node --import tsx test/replay/record.ts
+ *   postgres    backup; restore into a copy, a swap with approval, a failing
+ *               restore (backup.json, restore-*.json)
+ *   kubernetes  a maintenance window ended early; deploys that complete (with
+ *               a migration Job and a bake), are rolled back automatically (a
+ *               bad image), are paused mid-bake and aborted (maintenance.json,
+ *               deploy-*.json), on a local control plane with kwok nodes and a
+ *               real Prometheus scraping a stand-in application
+ *
+ * Run again when a workflow changes in a way that is meant to break replay
+ * (and guard old runs with patched()). Name groups to record only those:
+ *
+ *   node --import tsx test/replay/record.ts               # all
+ *   node --import tsx test/replay/record.ts kubernetes    # maintenance and deploy only
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { readToolsEnv, startBed, REPO_ROOT } from '../../deploy/bed/bed.ts';
 import { writeWorkflowBundle } from '../../workers/bundle.ts';
+import type { OpsflowClient } from '../../src/client.ts';
+import type { WorkerProcess } from '../support/bed.ts';
+
+const GROUPS = ['postgres', 'kubernetes'] as const;
+type Group = (typeof GROUPS)[number];
+const requested = process.argv.slice(2);
+for (const g of requested) if (!(GROUPS as readonly string[]).includes(g)) throw new Error(`unknown group ${g} (groups: ${GROUPS.join(', ')})`);
+const selected = (group: Group) => requested.length === 0 || requested.includes(group);
 
 const dir = mkdtempSync(join(tmpdir(), 'opsflow-record-'));
 const bed = await startBed({ dir });
 Object.assign(process.env, bed.env, { OPSFLOW_TEST_DIR: dir });
 const { testSetup, startWorker, client, eventually } = await import('../support/bed.ts');
-const { createSampleDatabase, dropDatabase } = await import('../support/data.ts');
 
-const setup = testSetup('record', { shop: 'record_app' });
-await createSampleDatabase('record_app', 500);
 const bundle = await writeWorkflowBundle(join(dir, 'bundle.js'));
-const worker = await startWorker(setup, { OPSFLOW_WORKFLOW_BUNDLE: bundle });
-const opsflow = await client(setup);
 const out = join(REPO_ROOT, 'test/replay/histories');
+/** Cleanups, run last first whatever happens. */
+const cleanups: (() => Promise<unknown>)[] = [];
 
-/** Exports a history the standard way, as `temporal workflow show --output json` does. */
-function save(name: string, workflowId: string) {
-  const json = execFileSync(readToolsEnv().OPSFLOW_TEMPORAL_BIN!, ['workflow', 'show', '--address', bed.temporalAddress, '--workflow-id', workflowId, '--output', 'json']);
+/** Exports a run's history the standard way, as `temporal workflow show --output json` does. */
+async function save(name: string, run: { workflowId: string; handle: { describe(): Promise<{ runId: string }> } }) {
+  const { runId } = await run.handle.describe();
+  const json = execFileSync(readToolsEnv().OPSFLOW_TEMPORAL_BIN!, [
+    'workflow', 'show', '--address', bed.temporalAddress, '--workflow-id', run.workflowId, '--run-id', runId, '--output', 'json',
+  ]);
   writeFileSync(join(out, `${name}.json`), json);
+  console.log(`recorded ${name}.json (${run.workflowId}, ${json.length} bytes)`);
 }
 
-try {
+/** Waits until the run's status shows `phase`. */
+async function phaseOf(opsflow: OpsflowClient, workflowId: string, phase: string) {
+  return eventually(`phase ${phase} of ${workflowId}`, async () => (await opsflow.status(workflowId)).phase === phase, 90_000);
+}
+
+/** Fails the recording when a run ended otherwise than the scenario means. */
+function expectFailure(what: string, pattern: RegExp) {
+  return (err: Error) => {
+    const { innermost } = unwrap(err);
+    if (!pattern.test(innermost)) throw new Error(`${what}: expected a failure matching ${pattern}, got: ${innermost}`);
+  };
+}
+function unwrap(err: unknown): { innermost: string } {
+  let e = err as { message?: string; cause?: unknown } | undefined;
+  let message = String(err);
+  while (e) {
+    if (e.message) message = e.message;
+    e = e.cause as typeof e;
+  }
+  return { innermost: message };
+}
+
+async function recordPostgres() {
+  const { createSampleDatabase, dropDatabase } = await import('../support/data.ts');
+  const setup = testSetup('record', { shop: 'record_app' });
+  cleanups.push(async () => { for (const db of ['record_app', 'record_app_old', 'record_copy']) await dropDatabase(db); });
+  await createSampleDatabase('record_app', 500);
+  const worker = await startWorker(setup, { OPSFLOW_WORKFLOW_BUNDLE: bundle });
+  cleanups.push(() => worker.stop());
+  const opsflow = await client(setup);
+  cleanups.push(() => opsflow.close());
+
   const backup = await opsflow.startBackup({ system: 'shop' });
   await backup.result();
-  save('backup', backup.workflowId);
+  await save('backup', backup);
 
   const into = await opsflow.startRestore({ system: 'shop', into: 'record_copy' });
   await into.result();
-  save('restore-into', into.workflowId);
+  await save('restore-into', into);
 
   const swap = await opsflow.startRestore({ system: 'shop' });
   await eventually('approval', async () => (await opsflow.status(swap.workflowId)).awaitingApproval);
   await opsflow.approve(swap.workflowId, 'recorder');
   await swap.result();
-  save('restore-swap-approved', swap.workflowId);
+  await save('restore-swap-approved', swap);
 
   const failing = await opsflow.startRestore({ system: 'shop', into: 'record_copy' }); // exists now: conflict
   await failing.result().catch(() => undefined);
-  save('restore-conflict', failing.workflowId);
-  console.log(`histories written to ${out}`);
-} finally {
-  await opsflow.close();
-  await worker.stop();
-  for (const db of ['record_app', 'record_app_old', 'record_copy']) await dropDatabase(db);
-  await bed.stop();
+  await save('restore-conflict', failing);
 }
+
+async function recordKubernetes() {
+  const { AppsV1Api, CoreV1Api } = await import('@kubernetes/client-node');
+  const { FAKE_NODE_SELECTOR, FAKE_NODE_TOLERATION, startKubernetes } = await import('../../deploy/bed/kubernetes/cluster.ts');
+  const { startDemoApp } = await import('../../deploy/bed/exporter.ts');
+  const { startMonitoring } = await import('../../deploy/bed/monitoring.ts');
+  const { Kubernetes } = await import('../../src/adapters/kubernetes/index.ts');
+  const { testDeployment, testStatefulSet } = await import('../support/kubernetes.ts');
+
+  const namespace = 'shop';
+  const kubeBed = await startKubernetes({ dir: join(dir, 'kubernetes') });
+  cleanups.push(() => kubeBed.stop());
+  const kube = Kubernetes.connect({ kubeconfig: kubeBed.kubeconfigPath });
+  const apps = kube.kc.makeApiClient(AppsV1Api);
+  await kube.kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+  // A long progress deadline: the bad release must be caught by opsflow's analysis, not by the controller.
+  const web = testDeployment('web', 'example/web:v1', 3);
+  web.spec!.progressDeadlineSeconds = 120;
+  await apps.createNamespacedDeployment({ namespace, body: web });
+  await apps.createNamespacedStatefulSet({ namespace, body: testStatefulSet('worker', 'example/worker:v1', 2) });
+  const app = await startDemoApp();
+  cleanups.push(() => app.stop());
+  const monitoring = await startMonitoring({ dir: join(dir, 'monitoring'), scrapeTargets: [app.hostPort] });
+  cleanups.push(() => monitoring.stop());
+
+  const kubernetes = (workloads: object[]) => ({
+    kubeconfig: kubeBed.kubeconfigPath,
+    namespace,
+    workloads,
+    readyTimeoutSeconds: 60,
+    podPlacement: { nodeSelector: FAKE_NODE_SELECTOR, tolerations: [FAKE_NODE_TOLERATION] },
+  });
+  const deploy = {
+    checks: { database: false, http: [{ name: 'health', url: `${app.url}/health` }] },
+    analysis: {
+      intervalSeconds: 2,
+      failureLimit: 2,
+      bakeSeconds: 4,
+      prometheus: { url: monitoring.prometheusUrl },
+      queries: [{ name: 'error-ratio', query: 'sum(rate(http_requests_total{code=~"5.."}[5s])) / sum(rate(http_requests_total[5s]))', max: 0.1 }],
+      probes: [{ name: 'ready', url: `${app.url}/ready` }],
+    },
+  };
+  const webOnly = kubernetes([{ kind: 'Deployment', name: 'web' }]);
+  // Systems only hold config here: no database is reached (checks.database is off, maintenance has no postgres step).
+  const setup = testSetup('record-kubernetes', { shop: 'shop', 'shop-migrating': 'shop', 'shop-maintenance': 'shop' }, {
+    shop: { kubernetes: webOnly, deploy },
+    'shop-migrating': { kubernetes: webOnly, deploy: { ...deploy, migration: { command: ['./migrate', 'up'], timeoutSeconds: 60 } } },
+    'shop-maintenance': { kubernetes: kubernetes([{ kind: 'Deployment', name: 'web' }, { kind: 'StatefulSet', name: 'worker' }]) },
+  });
+  const worker: WorkerProcess = await startWorker(setup, { OPSFLOW_WORKFLOW_BUNDLE: bundle });
+  cleanups.push(() => worker.stop());
+  const opsflow = await client(setup);
+  cleanups.push(() => opsflow.close());
+  await kube.workloads.waitForPodsReady({ kind: 'Deployment', namespace, name: 'web' }, { timeoutMs: 60_000 });
+  await kube.workloads.waitForPodsReady({ kind: 'StatefulSet', namespace, name: 'worker' }, { timeoutMs: 60_000 });
+  const image = async () => (await apps.readNamespacedDeployment({ namespace, name: 'web' })).spec?.template.spec?.containers[0]?.image;
+
+  // Scaled to 0, ended early by a person: scale-back and wait-ready follow.
+  const window = await opsflow.startMaintenance({ system: 'shop-maintenance', reason: 'reindex', durationSeconds: 600, scaleTo: 0 });
+  await phaseOf(opsflow, window.workflowId, 'window');
+  await opsflow.endMaintenance(window.workflowId, 'recorder');
+  const ended = await window.result();
+  if (ended.endedBy !== 'recorder') throw new Error(`maintenance ended by ${ended.endedBy}`);
+  await save('maintenance', window);
+
+  // Migration Job, rollout, a 4 s bake, done.
+  const good = await opsflow.startDeploy({ system: 'shop-migrating', images: { app: 'example/web:v2' }, changeCause: 'release 2', bakeSeconds: 4 });
+  await good.result();
+  if ((await image()) !== 'example/web:v2') throw new Error(`good deploy left ${await image()}`);
+  await save('deploy-good', good);
+
+  // Pods never Ready: rolled back by the analysis.
+  const bad = await opsflow.startDeploy({ system: 'shop', images: { app: 'example/web:bad' } });
+  await bad.result().then(() => { throw new Error('the bad deploy succeeded'); }, expectFailure('bad deploy', /rolled back to app=example\/web:v2: new pods fail to start/));
+  if ((await image()) !== 'example/web:v2') throw new Error(`bad deploy left ${await image()}`);
+  await save('deploy-rolled-back', bad);
+
+  // Paused mid-bake by a person, then aborted: rolled back from the paused state.
+  const paused = await opsflow.startDeploy({ system: 'shop', images: { app: 'example/web:v3' }, bakeSeconds: 120 });
+  await phaseOf(opsflow, paused.workflowId, 'bake');
+  await opsflow.controlDeploy(paused.workflowId, 'pause', 'recorder');
+  await phaseOf(opsflow, paused.workflowId, 'paused');
+  await opsflow.controlDeploy(paused.workflowId, 'abort', 'recorder');
+  await paused.result().then(() => { throw new Error('the aborted deploy succeeded'); }, expectFailure('aborted deploy', /rolled back to app=example\/web:v2: aborted by recorder while paused/));
+  if ((await image()) !== 'example/web:v2') throw new Error(`aborted deploy left ${await image()}`);
+  await save('deploy-paused-aborted', paused);
+}
+
+let failed = false;
+try {
+  if (selected('postgres')) await recordPostgres();
+  if (selected('kubernetes')) await recordKubernetes();
+  console.log(`histories written to ${out}`);
+} catch (err) {
+  failed = true;
+  console.error(err);
+} finally {
+  for (const cleanup of cleanups.reverse()) await cleanup().catch((err: Error) => console.error(`cleanup: ${err.message}`));
+  await bed.stop();
+  if (!failed) rmSync(dir, { recursive: true, force: true });
+  else console.error(`bed files kept in ${dir}`);
+}
+process.exit(failed ? 1 : 0);
