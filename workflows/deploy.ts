@@ -222,10 +222,13 @@ export async function deploy(rawInput: DeployInput): Promise<DeployResult> {
     run.finish();
     return { images, previousImages: planned.previousImages, measurements, promotedBy, capacityWarning };
   } catch (err) {
-    if (isCancellation(err) && rolledOut && plan && !status.rollback) {
-      // A cancelled deploy does not leave a half-rolled-out workload behind.
-      status.rollback = { reason: 'the deploy was cancelled', startedAt: new Date().toISOString() };
-      await CancellationScope.nonCancellable(() => restorePrevious(run, system, plan!)).catch(() => undefined);
+    if (rolledOut && plan && !status.rollback) {
+      // A cancelled or broken deploy does not leave a half-rolled-out workload behind.
+      status.rollback = { reason: isCancellation(err) ? 'the deploy was cancelled' : innermostMessage(err), startedAt: new Date().toISOString() };
+      await CancellationScope.nonCancellable(() => restorePrevious(run, system, plan!)).then(
+        () => { status.rollback!.completedAt = new Date().toISOString(); },
+        () => undefined, // recorded as a failed rollback step; the run reports its original error
+      );
     }
     run.finish(err);
     if (failureType(err) !== 'RolledBack') {

@@ -231,6 +231,17 @@ describe('deploy', () => {
     assert.equal(await image(), 'example/web:v5b');
   });
 
+  it('a cancelled deploy does not leave the new version behind', async () => {
+    const run = await opsflow.startDeploy({ system: 'shop', images: { app: 'example/web:v5x' }, bakeSeconds: 600 });
+    await phaseOf(run.workflowId, 'bake');
+    await opsflow.cancel(run.workflowId);
+    await assert.rejects(run.result(), /cancel/i);
+    const status = await opsflow.status(run.workflowId);
+    assert.equal(status.phase, 'cancelled');
+    assert.equal(status.steps.find((st) => st.name === 'rollback')?.state, 'done');
+    assert.equal(await image(), 'example/web:v5b');
+  });
+
   it('measurements that cannot decide (no data) pause for a human instead of deciding; abort rolls back', async () => {
     const run = await opsflow.startDeploy({ system: 'shop-dark', images: { app: 'example/web:v5c' }, bakeSeconds: 600 });
     const paused = await phaseOf(run.workflowId, 'paused');
