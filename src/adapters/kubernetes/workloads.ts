@@ -209,7 +209,7 @@ export class Workloads {
    */
   async failingPods(w: WorkloadRef, options: { minRestarts: number; images?: string[] }): Promise<FailingPod[]> {
     const workload = await this.read(w);
-    const labelSelector = Object.entries(workload.spec?.selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+    const labelSelector = podSelector(w, workload);
     let pods: V1Pod[];
     try {
       pods = (await this.core.listNamespacedPod({ namespace: w.namespace, labelSelector })).items;
@@ -320,8 +320,7 @@ export class Workloads {
   ): Promise<PodsReadyStatus> {
     const workload = await this.read(w);
     const expected = workload.spec?.replicas ?? 1;
-    const labelSelector = Object.entries(workload.spec?.selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
-    if (!labelSelector) throw new InvalidInputError(`${describe(w)} has no matchLabels selector to find its pods by`);
+    const labelSelector = podSelector(w, workload);
     let last: PodsReadyStatus = { expected, ready: 0, notReady: [] };
     const timeout = AbortSignal.timeout(options.timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
@@ -387,6 +386,16 @@ function annotationPatches(o: Workload, values: Record<string, string>): object[
 /** JSON Pointer escaping: "/" in an annotation key becomes ~1. */
 function pointerEscape(key: string): string {
   return key.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+/**
+ * The label selector of a workload's pods. Without matchLabels it would match
+ * every pod of the namespace, so that is refused.
+ */
+function podSelector(w: WorkloadRef, workload: Workload): string {
+  const selector = Object.entries(workload.spec?.selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+  if (!selector) throw new InvalidInputError(`${describe(w)} has no matchLabels selector to find its pods by`);
+  return selector;
 }
 
 export function isPodReady(pod: V1Pod): boolean {
