@@ -58,6 +58,16 @@ export interface Measurement {
   rollout: RolloutStatus;
 }
 
+/** One HTTP check from the config: answered with an expected status, within its latency limit. */
+export async function httpCheck(check: HttpCheckConfig, where: string, signal?: AbortSignal): Promise<CheckResult & { value: number }> {
+  const url = resolveSetting(check.url, where);
+  const r = await probe(url, { timeoutMs: check.timeoutMs, expectStatus: check.expectStatus, signal });
+  const slow = r.ok && check.maxLatencyMs !== undefined && r.latencyMs > check.maxLatencyMs;
+  const ok = r.ok && !slow;
+  const detail = !r.ok ? r.error ?? 'failed' : slow ? `answered in ${r.latencyMs} ms, over ${check.maxLatencyMs} ms` : `${r.status} in ${r.latencyMs} ms`;
+  return { name: check.name, ok, detail, value: r.latencyMs };
+}
+
 export function deployActivities({ systems, postgres }: DeployDeps) {
   const catalog = catalogActivities({ systems });
   const deployConfig = (system: string): DeployConfig => requireDeploy(systems.config, system);
@@ -69,15 +79,6 @@ export function deployActivities({ systems, postgres }: DeployDeps) {
     if (!ref) throw new NotFoundError(`systems.${system}.deploy.workload "${name}" is not one of the system's workloads (${refs.map((w) => w.name).join(', ')})`);
     return ref;
   };
-
-  async function httpCheck(check: HttpCheckConfig, where: string, signal?: AbortSignal): Promise<CheckResult & { value: number }> {
-    const url = resolveSetting(check.url, where);
-    const r = await probe(url, { timeoutMs: check.timeoutMs, expectStatus: check.expectStatus, signal });
-    const slow = r.ok && check.maxLatencyMs !== undefined && r.latencyMs > check.maxLatencyMs;
-    const ok = r.ok && !slow;
-    const detail = !r.ok ? r.error ?? 'failed' : slow ? `answered in ${r.latencyMs} ms, over ${check.maxLatencyMs} ms` : `${r.status} in ${r.latencyMs} ms`;
-    return { name: check.name, ok, detail, value: r.latencyMs };
-  }
 
   return {
     /**

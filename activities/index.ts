@@ -9,6 +9,8 @@ import { catalogActivities } from './catalog.ts';
 import { postgresActivities } from './postgres.ts';
 import { kubernetesActivities } from './kubernetes.ts';
 import { deployActivities } from './deploy.ts';
+import { setActivities } from './sets.ts';
+import { recoveryActivities } from './recovery.ts';
 import { withFailureMapping } from './failures.ts';
 
 export interface ActivityDeps {
@@ -29,6 +31,8 @@ export function createActivities(deps: ActivityDeps) {
     ...postgresActivities(deps),
     ...kubernetesActivities(deps),
     ...deployActivities(deps),
+    ...setActivities(deps),
+    ...recoveryActivities(deps),
   });
 }
 

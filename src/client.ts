@@ -22,6 +22,10 @@ import {
   maintenanceInputSchema,
   rejectUpdate,
   restoreInputSchema,
+  disasterRecoveryInputSchema,
+  verifyInputSchema,
+  drillInputSchema,
+  retentionInputSchema,
   searchAttributes,
   statusQuery,
   type BackupInput,
@@ -33,6 +37,14 @@ import {
   type RestoreInput,
   type RestoreResult,
   type RunStatus,
+  type DisasterRecoveryInput,
+  type SetRestoreResult,
+  type VerifyInput,
+  type VerifyResult,
+  type DrillInput,
+  type DrillResult,
+  type RetentionInput,
+  type RetentionResult,
 } from '../workflows/shared.ts';
 
 function validate<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
@@ -91,10 +103,36 @@ export class OpsflowClient {
     return this.start<BackupResult>('backup', parsed, workflowId, parsed.system);
   }
 
-  async startRestore(input: RestoreInput, options: { workflowId?: string } = {}): Promise<StartedRun<RestoreResult>> {
+  /**
+   * Restores a set (or some components) into the system's live places; with
+   * `into`, the database alone into a new database. A restore of the live
+   * system shares its lock with disaster recovery: one at a time.
+   */
+  async startRestore(input: RestoreInput, options: { workflowId?: string } = {}): Promise<StartedRun<RestoreResult & SetRestoreResult>> {
     const parsed = validate(restoreInputSchema, input);
-    const workflowId = options.workflowId ?? workflowIds.restore(parsed.system, parsed.into ?? 'live');
-    return this.start<RestoreResult>('restore', parsed, workflowId, parsed.system);
+    const workflowId = options.workflowId ?? (parsed.into ? workflowIds.restore(parsed.system, parsed.into) : workflowIds.recovery(parsed.system));
+    return this.start('restore', parsed, workflowId, parsed.system);
+  }
+
+  async startDisasterRecovery(input: DisasterRecoveryInput, options: { workflowId?: string } = {}): Promise<StartedRun<SetRestoreResult>> {
+    const parsed = validate(disasterRecoveryInputSchema, input);
+    return this.start('disasterRecovery', parsed, options.workflowId ?? workflowIds.recovery(parsed.system), parsed.system);
+  }
+
+  /** Deep verification of a set: restored into scratch places and compared with its manifest. */
+  async startVerify(input: VerifyInput, options: { workflowId?: string } = {}): Promise<StartedRun<VerifyResult>> {
+    const parsed = validate(verifyInputSchema, input);
+    return this.start('verify', parsed, options.workflowId ?? workflowIds.verify(parsed.system, `${parsed.backup}-${Date.now()}`), parsed.system);
+  }
+
+  async startDrill(input: DrillInput, options: { workflowId?: string } = {}): Promise<StartedRun<DrillResult>> {
+    const parsed = validate(drillInputSchema, input);
+    return this.start('drill', parsed, options.workflowId ?? workflowIds.drill(parsed.system), parsed.system);
+  }
+
+  async startRetention(input: RetentionInput, options: { workflowId?: string } = {}): Promise<StartedRun<RetentionResult>> {
+    const parsed = validate(retentionInputSchema, input);
+    return this.start('retention', parsed, options.workflowId ?? workflowIds.retention(parsed.system), parsed.system);
   }
 
   /** Starts a deploy; one per system at a time (a second is refused naming the run that holds it). */

@@ -10,6 +10,7 @@ import { ConfigError, NotFoundError } from './errors.ts';
 import { readRef, type SecretRef } from './secrets.ts';
 import { SYSTEM_NAME_PATTERN } from './domain/names.ts';
 import { formatIssues, readableErrors } from './domain/validation.ts';
+import { retentionPolicySchema } from './domain/retention.ts';
 
 const secretRef = z.union([
   z.strictObject({ env: z.string().min(1) }),
@@ -151,11 +152,100 @@ const redisSchema = z.strictObject({
   url: secret,
 });
 
-const systemSchema = z.strictObject({
+/** Where in the cluster a component lives when it is inside a pod: a workload's Ready pod and a container. */
+const podSourceSchema = z.strictObject({
+  /** A configured workload (kubernetes.workloads) whose Ready pod runs the command. */
+  workload: z.string().min(1),
+  /** The container; the pod's first by default. */
+  container: z.string().optional(),
+});
+
+const COMPONENT_NAME = z.string().regex(/^[a-z][a-z0-9-]{0,39}$/, 'lower-case letters, digits and - (at most 40)');
+const ABSOLUTE_PATH = z.string().regex(/^\/[^\0]*$/, 'an absolute path');
+
+/** One thing a backup set holds; `name` is its name in the set (unique). */
+const componentSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('postgres'), name: COMPONENT_NAME.default('postgres') }),
+  z.strictObject({
+    kind: z.literal('redis'),
+    name: COMPONENT_NAME.default('redis'),
+    /** `snapshot` (replication protocol, point in time) or `logical` (SCAN + DUMP, for managed Redis that blocks SYNC). */
+    mode: z.enum(['snapshot', 'logical']).default('snapshot'),
+    /** A restore loads keys into this spare database first, then swaps it in with SWAPDB (never a half-restored database). */
+    stagingDb: z.number().int().min(0).max(15).default(15),
+  }),
+  z.strictObject({
+    kind: z.literal('files'),
+    name: COMPONENT_NAME,
+    /** The directory: on the worker's filesystem, or inside `pod` when given. */
+    path: ABSOLUTE_PATH,
+    pod: podSourceSchema.optional(),
+  }),
+  z.strictObject({
+    kind: z.literal('kubernetes'),
+    name: COMPONENT_NAME.default('objects'),
+    /** Kinds to export from the system's namespace (ConfigMap, Secret, Deployment…); a default set when omitted. */
+    kinds: z.array(z.string().min(1)).optional(),
+  }),
+  z.strictObject({
+    kind: z.literal('sqlite'),
+    name: COMPONENT_NAME,
+    /** The database file (online backup API, never a plain copy). */
+    path: ABSOLUTE_PATH,
+    pod: podSourceSchema.optional(),
+  }),
+]);
+
+/** A master key: from the environment or a file, or a key of a Kubernetes Secret in the system's namespace. */
+const masterKeySchema = z.union([
+  secretRef,
+  z.strictObject({ kubernetesSecret: z.strictObject({ name: z.string().min(1), key: z.string().min(1), namespace: z.string().optional() }) }),
+]);
+
+const backupSchema = z
+  .strictObject({
+    /** What a set holds, backed up in this order. Default: the postgres section's database. */
+    components: z.array(componentSchema).min(1).optional(),
+    /**
+     * Client-side encryption: each set gets its own data key, wrapped by the
+     * `current` master key; older keys stay listed so older sets stay readable.
+     */
+    encryption: z
+      .strictObject({
+        current: z.string().min(1),
+        keys: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, . _ - only'), masterKeySchema),
+      })
+      .refine((e) => e.current in e.keys, { message: 'current: must be one of keys', path: ['current'] })
+      .optional(),
+    retention: retentionPolicySchema.optional(),
+    /** The newest set older than this raises the staleness alert (metric opsflow_backup_age_seconds). */
+    maxAgeHours: z.number().positive().default(26),
+    /** A drill or DR fails loudly when the set it restored is older than this (recovery point objective). */
+    rpoTargetHours: z.number().positive().optional(),
+  })
+  .superRefine((b, ctx) => {
+    const seen = new Set<string>();
+    (b.components ?? []).forEach((c, i) => {
+      if (seen.has(c.name)) ctx.addIssue({ code: 'custom', path: ['components', i, 'name'], message: `"${c.name}" is used twice; give each component its own name` });
+      seen.add(c.name);
+    });
+  });
+
+/** Disaster recovery: how to tell the recovered application is healthy, and how to send traffic to it. */
+const recoverySchema = z.strictObject({
+  /** Checked after the pods are Ready (`/health`, `/ready`, custom endpoints); all must pass. */
+  health: z.array(httpCheckSchema).default([]),
+  /** POSTed once the recovered system is healthy (a DNS or load-balancer switch); the step is skipped without it. */
+  trafficSwitch: z.strictObject({ webhook: secret }).optional(),
+});
+
+const systemFields = {
   postgres: postgresSchema.optional(),
   redis: redisSchema.optional(),
   kubernetes: kubernetesSchema.optional(),
   deploy: deploySchema.optional(),
+  backup: backupSchema.prefault({}),
+  recovery: recoverySchema.prefault({}),
   s3: s3Schema,
   compression: z
     .strictObject({
@@ -169,7 +259,36 @@ const systemSchema = z.strictObject({
       transferMBps: z.number().positive().optional(),
     })
     .prefault({}),
+};
+
+/** Components and what they need from the rest of the system's config. */
+const systemSchema = z.strictObject(systemFields).superRefine((system, ctx) => {
+  const workloads = new Set(system.kubernetes?.workloads.map((w) => w.name));
+  system.backup.components?.forEach((c, i) => {
+    const at = (...path: (string | number)[]) => ['backup', 'components', i, ...path];
+    if (c.kind === 'postgres' && !system.postgres) ctx.addIssue({ code: 'custom', path: at('kind'), message: 'a postgres component needs the postgres section' });
+    if (c.kind === 'redis' && !system.redis) ctx.addIssue({ code: 'custom', path: at('kind'), message: 'a redis component needs the redis section' });
+    if (c.kind === 'kubernetes' && !system.kubernetes) ctx.addIssue({ code: 'custom', path: at('kind'), message: 'a kubernetes component needs the kubernetes section' });
+    if ((c.kind === 'files' || c.kind === 'sqlite') && c.pod && !workloads.has(c.pod.workload)) {
+      ctx.addIssue({ code: 'custom', path: at('pod', 'workload'), message: `"${c.pod.workload}" is not one of kubernetes.workloads` });
+    }
+  });
 });
+
+/** A procedure opsflow starts on a timetable, kept as a Temporal Schedule (opsflow schedules apply). */
+const scheduleSchema = z.strictObject({
+  /** The schedule's name; its Temporal Schedule ID is `opsflow/<name>`. */
+  name: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'lower-case letters, digits and -'),
+  system: z.string().min(1),
+  procedure: z.enum(['backup', 'verify', 'drill', 'retention']),
+  /** Cron expressions, in UTC unless `timezone` says otherwise (e.g. "0 2 * * *", "0 *\/4 * * *"). */
+  cron: z.array(z.string().min(1)).min(1),
+  timezone: z.string().default('UTC'),
+  /** Runs missed while Temporal was down are started late, within this window; older ones are skipped. */
+  catchupWindowMinutes: z.number().int().positive().default(60),
+  paused: z.boolean().default(false),
+});
+export type ScheduleConfig = z.infer<typeof scheduleSchema>;
 
 const configSchema = z.strictObject({
   version: z.literal(1),
@@ -187,6 +306,14 @@ const configSchema = z.strictObject({
       }
     }
   }),
+  schedules: z.array(scheduleSchema).default([]),
+}).superRefine((config, ctx) => {
+  const names = new Set<string>();
+  config.schedules.forEach((schedule, i) => {
+    if (!(schedule.system in config.systems)) ctx.addIssue({ code: 'custom', path: ['schedules', i, 'system'], message: `unknown system "${schedule.system}"` });
+    if (names.has(schedule.name)) ctx.addIssue({ code: 'custom', path: ['schedules', i, 'name'], message: `"${schedule.name}" is used twice` });
+    names.add(schedule.name);
+  });
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -196,6 +323,9 @@ export type S3Config = z.infer<typeof s3Schema>;
 export type KubernetesConfig = z.infer<typeof kubernetesSchema>;
 export type DeployConfig = z.infer<typeof deploySchema>;
 export type HttpCheckConfig = z.infer<typeof httpCheckSchema>;
+export type BackupConfig = z.infer<typeof backupSchema>;
+export type ComponentConfig = z.infer<typeof componentSchema>;
+export type MasterKeyRef = z.infer<typeof masterKeySchema>;
 
 /** Top-level `x-…` keys hold YAML anchors for reuse (as in Compose files); they are not config. */
 function withoutExtensions(raw: unknown): unknown {

@@ -14,8 +14,9 @@ import { createWorker } from '../workers/worker.ts';
 import { loadConfig } from './config.ts';
 import { OpsflowClient } from './client.ts';
 import { temporalTarget } from './temporal.ts';
-import { followRun } from './progress.ts';
+import { followRun, formatBytes } from './progress.ts';
 import { PostgresAdapter, withDatabase } from './adapters/postgres.ts';
+import { storedBytesOf } from './domain/manifest.ts';
 
 export async function runDev(options: { once: boolean }): Promise<number> {
   mkdirSync(DEV_DIR, { recursive: true });
@@ -49,7 +50,8 @@ export async function runDev(options: { once: boolean }): Promise<number> {
     process.stderr.write(`first backup: ${backup.workflowId}\n`);
     await followRun(backup.handle);
     const { backupId, manifest } = await backup.result();
-    process.stderr.write(`backup ${backupId} done: ${manifest?.components.postgres?.storedBytes} bytes stored\n`);
+    const parts = manifest ? manifest.components.map((c) => `${c.name} ${formatBytes(c.storedBytes)}`).join(', ') : '';
+    process.stderr.write(`backup ${backupId} done: ${formatBytes(manifest ? storedBytesOf(manifest) : 0)} stored (${parts})\n`);
 
     if (options.once) {
       const pg = new PostgresAdapter({ binDir: bed.env.OPSFLOW_PG_BIN });

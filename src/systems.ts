@@ -3,8 +3,9 @@
  * (secret, resolved only in the worker) and its S3 object store. The one place
  * where config meets adapters.
  */
-import { getSystem, requireKubernetes, requirePostgres, resolveSetting, type Config, type KubernetesConfig } from './config.ts';
-import { resolveSecret } from './secrets.ts';
+import { getSystem, requireKubernetes, requirePostgres, resolveSetting, type ComponentConfig, type Config, type KubernetesConfig } from './config.ts';
+import { rememberSecret, resolveSecret } from './secrets.ts';
+import { parseMasterKey } from './crypto.ts';
 import { NotFoundError } from './errors.ts';
 import { ObjectStore } from './adapters/s3.ts';
 import { Kubernetes } from './adapters/kubernetes/index.ts';
@@ -89,6 +90,43 @@ export class Systems {
       this.clusters.set(key, cluster);
     }
     return cluster;
+  }
+
+  /** What a backup set of this system holds: the configured components, or its database alone. */
+  components(system: string): ComponentConfig[] {
+    const config = this.get(system);
+    if (config.backup.components) return config.backup.components;
+    return config.postgres ? [{ kind: 'postgres', name: 'postgres' }] : [];
+  }
+
+  component(system: string, name: string): ComponentConfig {
+    const found = this.components(system).find((c) => c.name === name);
+    if (!found) throw new NotFoundError(`system "${system}" has no backup component "${name}" (configured: ${this.components(system).map((c) => c.name).join(', ') || 'none'})`);
+    return found;
+  }
+
+  /** The ID of the master key new sets are encrypted under, or undefined when the system does not encrypt. */
+  currentMasterKeyId(system: string): string | undefined {
+    return this.get(system).backup.encryption?.current;
+  }
+
+  /** Every configured master key by ID (resolved in the worker only; values never leave it). */
+  async masterKeys(system: string): Promise<Map<string, Buffer>> {
+    const encryption = this.get(system).backup.encryption;
+    const keys = new Map<string, Buffer>();
+    for (const [id, ref] of Object.entries(encryption?.keys ?? {})) {
+      const where = `systems.${system}.backup.encryption.keys.${id}`;
+      let text: string;
+      if ('kubernetesSecret' in ref) {
+        const { name, key, namespace } = ref.kubernetesSecret;
+        text = (await this.kubernetes(system).objects.readSecretKey(namespace ?? this.kubernetesConfig(system).namespace, name, key)).trim();
+        rememberSecret(text);
+      } else {
+        text = resolveSecret(ref, where);
+      }
+      keys.set(id, parseMasterKey(text, where));
+    }
+    return keys;
   }
 
   /** The application's workloads, in config order. */

@@ -18,27 +18,63 @@
  * database back under its own name. Workflow ID `restore/<system>/<target>`
  * makes a second restore of the same target fail at once.
  */
-import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, patched } from '@temporalio/workflow';
+import type { z } from 'zod';
 import { recoveryDatabaseName, retiredDatabaseName } from '../src/domain/names.ts';
-import { compareRowCounts } from '../src/domain/manifest.ts';
+import { compareRowCounts, findComponent, type PostgresComponent } from '../src/domain/manifest.ts';
 import { activities, change, quick, transfer } from './activityOptions.ts';
 import { compensate, failRun, parseInput, RunTracker, runIdentity, type Compensation } from './run.ts';
-import {
-  approveUpdate,
-  rejectUpdate,
-  restoreInputSchema,
-  type ApprovalInput,
-  type RestoreInput,
-  type RestorePlan,
-  type RestoreResult,
-} from './shared.ts';
+import { awaitApproval } from './approval.ts';
+import { commitAll, planSetRestore, stageAll, swapInAll } from './recovery.ts';
+import { restoreInputSchema, type RestoreInput, type RestorePlan, type RestoreResult, type SetRestoreResult } from './shared.ts';
 
 const { findBackup, databasesExist, postgresRowCounts } = activities(quick);
 const { renameDatabase, allowConnections, dropDatabase } = activities(change);
 const { restorePostgres } = activities(transfer);
 
-export async function restore(rawInput: RestoreInput): Promise<RestoreResult> {
+/**
+ * Restores a set, or some of its components, into the system's live places:
+ * each component staged and checked against the manifest, approval, then all
+ * swapped in; any failure puts every swapped component back. `into` restores
+ * the database alone into a new database (format-1 behaviour, kept as is).
+ */
+export async function restore(rawInput: RestoreInput): Promise<RestoreResult | SetRestoreResult> {
   const input = parseInput(restoreInputSchema, rawInput);
+  // Runs started before component sets replay the database-only steps.
+  if (!patched('component-sets') || input.into) return postgresRestore(input);
+
+  const run = new RunTracker('restore', input.system);
+  const { firstRunId } = runIdentity();
+  const compensations: Compensation[] = [];
+  try {
+    const { manifest, components, plan } = await planSetRestore(run, input, inPod);
+    if (input.dryRun) {
+      run.finish();
+      return { plan, dryRun: true };
+    }
+    const approvedBy = await awaitApproval(run, plan, input);
+    const set = { system: input.system, setSystem: plan.from, manifest, tag: firstRunId };
+    const restored = await stageAll(run, set, components, compensations);
+    await swapInAll(run, set, components, compensations);
+    compensations.length = 0;
+    await commitAll(run, set, components);
+    run.finish();
+    return { plan, dryRun: false, approvedBy, restored };
+  } catch (err) {
+    await compensate(run, compensations);
+    run.finish(err);
+    failRun(err);
+  }
+}
+
+/** Components that live inside a pod are written through it (the pod must be running). */
+export function inPod(c: { kind: string } & Partial<{ source: string }>): boolean {
+  return typeof c.source === 'string' && c.source.startsWith('pod:');
+}
+
+
+/** The database-only restore (format 1), with `into` or swapping the live database. */
+async function postgresRestore(input: z.output<typeof restoreInputSchema>): Promise<RestoreResult> {
   const { system } = input;
   const run = new RunTracker('restore', system);
   const { firstRunId } = runIdentity();
@@ -47,7 +83,7 @@ export async function restore(rawInput: RestoreInput): Promise<RestoreResult> {
 
   try {
     const manifest = await run.step('find-backup', () => findBackup({ system, backup: input.backup }), (m) => `${m.backupId}, completed ${m.completedAt}`);
-    const component = manifest.components.postgres;
+    const component = findComponent(manifest, 'postgres') as PostgresComponent | undefined;
     if (!component) throw ApplicationFailure.nonRetryable(`backup ${manifest.backupId} has no postgres component`, 'NotFound');
 
     const plan = await run.step('plan', async () => {
@@ -83,7 +119,7 @@ export async function restore(rawInput: RestoreInput): Promise<RestoreResult> {
       return { plan, dryRun: true };
     }
 
-    const approvedBy = await approval(run, plan, input);
+    const approvedBy = plan.mode === 'into' ? skipApproval(run) : await awaitApproval(run, plan, input);
 
     compensations.unshift({ name: 'drop-recovery-database', undo: () => dropDatabase({ system, database: plan.recovery }) });
     await run.step('restore-database', () => restorePostgres({ system, component, database: plan.recovery }), (r) => `${r.storedBytes} bytes verified and loaded into ${r.database}`);
@@ -125,36 +161,7 @@ export async function restore(rawInput: RestoreInput): Promise<RestoreResult> {
   }
 }
 
-/** Waits for `approve` when the restore replaces the live database. */
-async function approval(run: RunTracker, plan: RestorePlan, input: { approved: boolean; approvalTimeoutSeconds: number }): Promise<string | undefined> {
-  if (plan.mode === 'into') {
-    run.skip('approval', 'restoring into a new database changes nothing live');
-    return undefined;
-  }
-  if (input.approved) {
-    run.skip('approval', 'pre-approved in the input');
-    return 'input';
-  }
-  let decision: { approved: boolean; by: ApprovalInput } | undefined;
-  // Rejected updates never enter history, so a stray or malformed approval is harmless.
-  const validate = (by: ApprovalInput) => {
-    if (!run.status.awaitingApproval) throw new Error(`nothing is waiting for approval (phase: ${run.status.phase})`);
-    if (typeof by?.by !== 'string' || by.by.trim() === '') throw new Error('by: required (who approves, for the audit trail)');
-  };
-  setHandler(approveUpdate, (by) => { decision = { approved: true, by }; return { approved: true } as const; }, { validator: validate });
-  setHandler(rejectUpdate, (by) => { decision = { approved: false, by }; return { rejected: true } as const; }, { validator: validate });
-
-  return run.step('approval', async () => {
-    run.status.awaitingApproval = { plan, since: new Date().toISOString() };
-    try {
-      const decided = await condition(() => decision !== undefined, input.approvalTimeoutSeconds * 1000);
-      if (!decided) throw ApplicationFailure.nonRetryable(`no approval within ${input.approvalTimeoutSeconds} s; nothing was changed`, 'ApprovalTimeout');
-      if (!decision!.approved) {
-        throw ApplicationFailure.nonRetryable(`rejected by ${decision!.by.by}${decision!.by.comment ? `: ${decision!.by.comment}` : ''}; nothing was changed`, 'Rejected');
-      }
-      return decision!.by.by;
-    } finally {
-      run.status.awaitingApproval = undefined;
-    }
-  }, (by) => `approved by ${by}`);
+function skipApproval(run: RunTracker): undefined {
+  run.skip('approval', 'restoring into a new database changes nothing live');
+  return undefined;
 }

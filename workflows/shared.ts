@@ -22,14 +22,24 @@ export const backupInputSchema = z.strictObject({
 });
 export type BackupInput = z.input<typeof backupInputSchema>;
 
+/** Which set: `latest`, `latest-verified`, a date (the newest set of that day or before, UTC) or a backup ID. */
+const backupRef = z
+  .string()
+  .default('latest')
+  .refine(
+    (v) => v === 'latest' || v === 'latest-verified' || /^\d{4}-\d{2}-\d{2}$/.test(v) || BACKUP_ID_PATTERN.test(v),
+    'must be latest, latest-verified, a date (YYYY-MM-DD) or a backup ID like 20261123T020000Z-k3x9qa',
+  );
+const componentNames = z.array(z.string().regex(/^[a-z][a-z0-9-]{0,39}$/, 'a component name')).min(1);
+
 export const restoreInputSchema = z.strictObject({
   system: systemName,
-  /** `latest` or a backup ID such as 20261123T020000Z-k3x9qa. */
-  backup: z
-    .string()
-    .default('latest')
-    .refine((v) => v === 'latest' || BACKUP_ID_PATTERN.test(v), 'must be "latest" or a backup ID like 20261123T020000Z-k3x9qa'),
-  /** Restore into this new database and leave the live one alone. Without it, swap in place of the live database. */
+  backup: backupRef,
+  /** Restore a set of this other system (recovery into another place: another namespace, cluster or server). */
+  from: systemName.optional(),
+  /** Only these components of the set; all of them by default. */
+  components: componentNames.optional(),
+  /** Restore the database into this new database and leave the live one alone (postgres only). */
   into: z.string().regex(DATABASE_NAME_PATTERN, 'must be a plain database name (a-z, 0-9, _)').optional(),
   /** Skip the approval step (the swap replaces the live database). */
   approved: z.boolean().default(false),
@@ -38,6 +48,39 @@ export const restoreInputSchema = z.strictObject({
   dryRun: z.boolean().default(false),
 });
 export type RestoreInput = z.input<typeof restoreInputSchema>;
+
+export const disasterRecoveryInputSchema = z.strictObject({
+  system: systemName,
+  backup: backupRef,
+  /** Recover from a set of this other system (a new cluster, namespace or database server configured as `system`). */
+  from: systemName.optional(),
+  approved: z.boolean().default(false),
+  approvalTimeoutSeconds: z.number().int().positive().default(24 * 3600),
+  dryRun: z.boolean().default(false),
+  /** Call the configured traffic switch webhook at the end (default: when one is configured). */
+  switchTraffic: z.boolean().default(true),
+});
+export type DisasterRecoveryInput = z.input<typeof disasterRecoveryInputSchema>;
+
+export const verifyInputSchema = z.strictObject({
+  system: systemName,
+  backup: backupRef,
+});
+export type VerifyInput = z.input<typeof verifyInputSchema>;
+
+export const drillInputSchema = z.strictObject({
+  system: systemName,
+  /** The set the drill restores: the newest by default. */
+  backup: backupRef,
+});
+export type DrillInput = z.input<typeof drillInputSchema>;
+
+export const retentionInputSchema = z.strictObject({
+  system: systemName,
+  /** Report what would go, delete nothing. */
+  dryRun: z.boolean().default(false),
+});
+export type RetentionInput = z.input<typeof retentionInputSchema>;
 
 export const maintenanceInputSchema = z.strictObject({
   system: systemName,
@@ -76,12 +119,12 @@ export interface StepStatus {
 }
 
 export interface RunStatus {
-  procedure: 'backup' | 'restore' | 'maintenance' | 'deploy';
+  procedure: 'backup' | 'restore' | 'maintenance' | 'deploy' | 'disasterRecovery' | 'verify' | 'drill' | 'retention';
   system: string;
   phase: string;
   steps: StepStatus[];
   /** Set while a destructive step waits for `approve`/`reject`. */
-  awaitingApproval?: { plan: RestorePlan; since: string };
+  awaitingApproval?: { plan: RestorePlan | SetRestorePlan; since: string };
   /** While a maintenance window is open. */
   window?: MaintenanceWindow;
   /** A deploy's images, latest measurements and rollback. */
@@ -139,6 +182,11 @@ export interface BackupResult {
   backupId: string;
   dryRun: boolean;
   manifest?: Manifest;
+  /** Dry run: each component and what its check found. */
+  components?: { name: string; kind: string; detail: string }[];
+  /** Dry run: the master key the set would be encrypted under. */
+  encryptedWith?: string;
+  /** Dry run of a format-1 backup (replayed runs only). */
   plan?: { database: string; serverVersion: string; databaseBytes: number; key: string };
 }
 
@@ -156,6 +204,58 @@ export interface RestorePlan {
   recovery: string;
   /** Where the live database goes in swap mode, kept for rollback. */
   retired?: string;
+}
+
+/** What a restore or disaster recovery of a set will do, shown before approval. */
+export interface SetRestorePlan {
+  backupId: string;
+  backupCompletedAt: string;
+  /** The system whose set is restored (another one when recovering elsewhere). */
+  from: string;
+  /** The system whose places are overwritten. */
+  target: string;
+  storedBytes: number;
+  components: { name: string; kind: string; storedBytes: number; rawBytes: number; inPod: boolean }[];
+  /** Seconds between the set's completion and the plan: the data a recovery would lose. */
+  rpoSeconds: number;
+  /** Disaster recovery only: workloads scaled to 0 while the data is swapped. */
+  workloads?: string[];
+}
+
+export interface SetRestoreResult {
+  plan: SetRestorePlan;
+  dryRun: boolean;
+  approvedBy?: string;
+  /** Component name → what its check found after restoring. */
+  restored?: Record<string, string>;
+  /** Wall time of the run, from its start to the end (disaster recovery: the measured RTO). */
+  rtoSeconds?: number;
+  rpoSeconds?: number;
+  health?: { name: string; ok: boolean; detail: string }[];
+  trafficSwitched?: boolean;
+}
+
+export interface VerifyResult {
+  backupId: string;
+  components: Record<string, string>;
+}
+
+export interface DrillResult {
+  backupId: string;
+  components: Record<string, string>;
+  scratchNamespace?: string;
+  objectsApplied?: number;
+  rtoSeconds: number;
+  rpoSeconds: number;
+  rpoTargetSeconds?: number;
+}
+
+export interface RetentionResult {
+  dryRun: boolean;
+  keep: { backupId: string; reasons: string[] }[];
+  delete: { backupId: string; reasons: string[] }[];
+  deletedObjects: number;
+  abortedUploads: number;
 }
 
 export interface RestoreResult {

@@ -20,7 +20,7 @@ say() { printf '[install] %s\n' "$*" >&2; }
 # Debian packages: PostgreSQL 15 (server, pg_dump, pg_restore), Redis, zstd, pv,
 # Prometheus 2.42 and Alertmanager 0.25 (deploy/bed/monitoring.ts runs its own).
 apt_missing=()
-for pkg in postgresql-15 postgresql-client-15 redis-server redis-tools zstd pv gzip prometheus prometheus-alertmanager; do
+for pkg in postgresql-15 postgresql-client-15 redis-server redis-tools zstd pv gzip tar sqlite3 prometheus prometheus-alertmanager; do
   [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] || apt_missing+=("$pkg")
 done
 if [ ${#apt_missing[@]} -gt 0 ]; then

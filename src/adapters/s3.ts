@@ -8,6 +8,7 @@ import {
   CompleteMultipartUploadCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
@@ -128,6 +129,20 @@ export class ObjectStore {
   }
 
   /** Every key under a prefix, page by page. */
+  /** Deletes keys (absent ones are fine), 1000 per request as S3 allows. */
+  async deleteObjects(keys: string[]): Promise<number> {
+    for (let i = 0; i < keys.length; i += 1000) {
+      const batch = keys.slice(i, i + 1000);
+      try {
+        const r = await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }));
+        if (r.Errors?.length) throw new PeerRejectedError(`S3 refused to delete ${r.Errors.length} object(s), e.g. ${r.Errors[0]!.Key}: ${r.Errors[0]!.Message}`);
+      } catch (err) {
+        throw toS3Error(err, `cannot delete objects in s3://${this.bucket}`);
+      }
+    }
+    return keys.length;
+  }
+
   async *listKeys(prefix: string): AsyncGenerator<{ key: string; size: number }> {
     let token: string | undefined;
     do {

@@ -44,6 +44,12 @@ export function systemPrefix(prefix: string, system: string): string {
 }
 
 export const MANIFEST_FILE = 'manifest.json';
+/** Written beside the manifest by a deep verification; `latest-verified` picks sets with one. */
+export const VERIFIED_FILE = 'verified.json';
+/** Present while a set is pinned: retention never deletes it. */
+export const PINNED_FILE = 'pinned.json';
+/** Suffix of an object encrypted with its set's data key. */
+export const ENCRYPTED_SUFFIX = '.enc';
 export const POSTGRES_DUMP_FILE = 'postgres.dump.zst';
 
 /** The scratch database a restore loads into before anything live is touched. */
@@ -51,15 +57,34 @@ export function recoveryDatabaseName(live: string, runId: string): string {
   return `${live.slice(0, 46)}_restore_${shortHash(runId)}`;
 }
 
-/** Where the live database goes when a restore swaps in place; kept for rollback. */
-export function retiredDatabaseName(live: string): string {
-  return `${live.slice(0, 59)}_old`;
+/**
+ * Where the live database goes when a restore swaps in place; kept for
+ * rollback. Named after the run (`<live>_old_<hash>`) so a later restore never
+ * collides with it; without a run, the single `<live>_old` of format-1 restores.
+ */
+export function retiredDatabaseName(live: string, runId?: string): string {
+  return runId === undefined ? `${live.slice(0, 59)}_old` : `${live.slice(0, 52)}_old_${shortHash(runId)}`;
+}
+
+/** A scratch database for verifying a set or a drill: dropped when it is done. */
+export function scratchDatabaseName(live: string, runId: string): string {
+  return `${live.slice(0, 47)}_verify_${shortHash(runId)}`;
+}
+
+/** Where a restore keeps what it replaced (Kubernetes objects) until it commits. */
+export function restoreScratchPrefix(prefix: string, system: string, tag: string): string {
+  return `${systemPrefix(prefix, system)}restores/${tag}/`;
 }
 
 /** Workflow IDs double as locks: one restore per target database at a time. */
 export const workflowIds = {
   backup: (system: string, at: Date) => `backup/${system}/${at.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}`,
   restore: (system: string, database: string) => `restore/${system}/${database}`,
+  /** One restore or disaster recovery of a system's live places at a time. */
+  recovery: (system: string) => `recover/${system}`,
+  verify: (system: string, backupId: string) => `verify/${system}/${backupId}`,
+  drill: (system: string) => `drill/${system}`,
+  retention: (system: string) => `retention/${system}`,
   maintenance: (system: string) => `maintenance/${system}`,
   deploy: (system: string) => `deploy/${system}`,
 };

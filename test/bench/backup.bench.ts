@@ -24,6 +24,7 @@ import { writeWorkflowBundle } from '../../workers/bundle.ts';
 import { libpqEnv } from '../../src/adapters/postgres.ts';
 import { client, startWorker, testSetup, pgUrl, type WorkerProcess } from '../support/bed.ts';
 import { createBenchDatabase, dropBenchDatabase } from './data.ts';
+import { findComponent, type PostgresComponent } from '../../src/domain/manifest.ts';
 
 // ---------------------------------------------------------------- options
 
@@ -291,7 +292,7 @@ async function runOpsflow(worker: WorkerProcess, opsflow: Awaited<ReturnType<typ
   const result = await run.result();
   const seconds = (performance.now() - started) / 1000;
   const { peaks: toolPeaks, cpu } = sampler.stop();
-  const pgc = result.manifest?.components.postgres;
+  const pgc = (result.manifest && findComponent(result.manifest, 'postgres')) as PostgresComponent | undefined;
   if (!pgc) throw new Error(`backup returned no postgres component: ${JSON.stringify(result)}`);
   return {
     method: 'opsflow',

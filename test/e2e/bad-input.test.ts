@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { REPO_ROOT } from '../../deploy/bed/bed.ts';
 import type { OpsflowClient } from '../../src/client.ts';
 import { innermostMessage, InvalidInputError } from '../../src/errors.ts';
+import { findComponent, type PostgresComponent } from '../../src/domain/manifest.ts';
 
 const DB = 'bad_input_app';
 const setup = testSetup('badinput', { good: DB, down: DB, locked: DB });
@@ -96,7 +97,7 @@ describe('bad input fails at once with a clear message', () => {
 
   it('a corrupted backup object: the restore fails at once saying so, and leaves no database', async () => {
     const backup = await (await opsflow.startBackup({ system: 'good' })).result();
-    const component = backup.manifest!.components.postgres!;
+    const component = findComponent(backup.manifest!, 'postgres') as PostgresComponent;
     const { PutObjectCommand } = await import('@aws-sdk/client-s3');
     const store = bedStore();
     await store.client.send(new PutObjectCommand({ Bucket: store.bucket, Key: component.key, Body: randomBytes(component.storedBytes) }));

@@ -7,10 +7,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { client, startWorker, testSetup, bedEnv, bedStore, type WorkerProcess } from '../support/bed.ts';
-import { createSampleDatabase, databaseExists, dropDatabase, schemaOf, sql, tableChecksums } from '../support/data.ts';
+import { createSampleDatabase, dropDatabase, schemaOf, sql, tableChecksums } from '../support/data.ts';
 import type { OpsflowClient } from '../../src/client.ts';
 import { freePort } from '../../deploy/bed/bed.ts';
 import { ConflictError } from '../../src/errors.ts';
+import { findComponent, type PostgresComponent } from '../../src/domain/manifest.ts';
 
 const DB = 'rt_app';
 const setup = testSetup('roundtrip', { shop: DB });
@@ -48,7 +49,7 @@ describe('PostgreSQL backup and restore round trip', () => {
     const run = await opsflow.startBackup({ system: 'shop' });
     const result = await run.result();
     backupId = result.backupId;
-    const pgc = result.manifest!.components.postgres!;
+    const pgc = findComponent(result.manifest!, 'postgres') as PostgresComponent;
     assert.equal(pgc.rowCounts['app.documents'], 30_000);
     assert.equal(pgc.rowCounts['audit.events'], 500);
     assert.equal(pgc.rowCounts['public.empty_table'], 0);
@@ -76,7 +77,8 @@ describe('PostgreSQL backup and restore round trip', () => {
     // The swap replaces the live database: it waits for an approval.
     const waiting = await eventuallyAwaiting(run.workflowId);
     assert.equal(waiting.plan.backupId, backupId);
-    assert.equal(await databaseExists(`${DB}_old`), false, 'nothing is changed before the approval');
+    const retiredNames = async () => (await sql<{ datname: string }>('postgres', `SELECT datname FROM pg_database WHERE datname LIKE '${DB}_old%'`)).map((r) => r.datname);
+    assert.deepEqual(await retiredNames(), [], 'nothing is changed before the approval');
     // One restore per target at a time: a second caller is refused, told which run holds it.
     await assert.rejects(opsflow.startRestore({ system: 'shop', backup: 'latest' }), (err: Error) => {
       assert.ok(err instanceof ConflictError);
@@ -88,10 +90,13 @@ describe('PostgreSQL backup and restore round trip', () => {
     assert.equal(result.approvedBy, 'test-sre');
     assert.deepEqual(await tableChecksums(DB), checksums);
     assert.equal(schemaOf(DB), schema);
-    const [old] = await sql<{ datallowconn: boolean }>('postgres', 'SELECT datallowconn FROM pg_database WHERE datname = $1', [`${DB}_old`]);
+    const [retired] = await retiredNames();
+    assert.match(retired ?? '', new RegExp(`^${DB}_old_[0-9a-z]{6}$`), 'the replaced database is kept under a name of this run');
+    const [old] = await sql<{ datallowconn: boolean }>('postgres', 'SELECT datallowconn FROM pg_database WHERE datname = $1', [retired]);
     assert.equal(old?.datallowconn, false, 'the replaced database is kept for rollback, closed to connections');
-    await sql('postgres', `ALTER DATABASE ${DB}_old WITH ALLOW_CONNECTIONS true`);
-    assert.deepEqual(Object.keys(await tableChecksums(`${DB}_old`)), ['public.wrong']);
+    await sql('postgres', `ALTER DATABASE ${retired} WITH ALLOW_CONNECTIONS true`);
+    assert.deepEqual(Object.keys(await tableChecksums(retired!)), ['public.wrong']);
+    await dropDatabase(retired!);
   });
 
   it('keeps secrets out of workflow history', async () => {

@@ -15,7 +15,7 @@ import { randomUUID } from 'node:crypto';
 import type { Activities } from '../../activities/index.ts';
 import type { Manifest } from '../../src/domain/manifest.ts';
 import { innermostMessage } from '../../src/errors.ts';
-import { approveUpdate, SEARCH_ATTRIBUTE_NAMES, statusQuery, type RestoreInput } from '../../workflows/shared.ts';
+import { approveUpdate, SEARCH_ATTRIBUTE_NAMES, statusQuery, type DisasterRecoveryInput, type RestoreInput } from '../../workflows/shared.ts';
 import proto from '@temporalio/proto';
 import { bedEnv } from '../support/bed.ts';
 
@@ -36,20 +36,23 @@ after(async () => {
   await env?.teardown();
 });
 
+const postgresComponent = {
+  kind: 'postgres' as const, name: 'postgres', key: 'k', database: 'shop', serverVersion: '15', format: 'pg_dump-custom' as const, compression: 'zstd' as const,
+  encrypted: false, rawBytes: 100, storedBytes: 50, sha256: 'a'.repeat(64), rowCounts: { 'app.users': 3, 'app.orders': 7 },
+  startedAt: '2026-11-23T02:00:00Z', completedAt: '2026-11-23T02:01:00Z',
+};
+const redisComponent = {
+  kind: 'redis' as const, name: 'cache', key: 'r', mode: 'snapshot' as const, db: 0, keys: 12, compression: 'zstd' as const,
+  encrypted: false, rawBytes: 10, storedBytes: 5, sha256: 'b'.repeat(64), startedAt: '2026-11-23T02:01:00Z', completedAt: '2026-11-23T02:01:00Z',
+};
 const manifest: Manifest = {
-  formatVersion: 1,
+  formatVersion: 2,
   backupId: '20261123T020000Z-abc123',
   system: 'shop',
   workflowId: 'backup/shop/x',
   startedAt: '2026-11-23T02:00:00Z',
   completedAt: '2026-11-23T02:01:00Z',
-  components: {
-    postgres: {
-      kind: 'postgres', key: 'k', database: 'shop', serverVersion: '15', format: 'pg_dump-custom', compression: 'zstd',
-      rawBytes: 100, storedBytes: 50, sha256: 'a'.repeat(64), rowCounts: { 'app.users': 3, 'app.orders': 7 },
-      startedAt: '2026-11-23T02:00:00Z', completedAt: '2026-11-23T02:01:00Z',
-    },
-  },
+  components: [postgresComponent, redisComponent],
 };
 
 type Calls = string[];
@@ -68,6 +71,20 @@ function stubs(calls: Calls, overrides: Partial<Record<keyof Activities, (...arg
     renameDatabase: record('renameDatabase'),
     allowConnections: record('allowConnections'),
     dropDatabase: record('dropDatabase', true),
+    stageComponent: async (input: { component: { name: string } }) => {
+      calls.push(`stage ${input.component.name}`);
+      return 'staged';
+    },
+    swapInComponent: async (input: { component: { name: string } }) => void calls.push(`swapIn ${input.component.name}`),
+    swapBackComponent: async (input: { component: { name: string } }) => void calls.push(`swapBack ${input.component.name}`),
+    discardComponent: async (input: { component: { name: string } }) => void calls.push(`discard ${input.component.name}`),
+    recoveryWorkloads: async () => ['api'],
+    scaleWorkloadDown: async (input: { replicas: number }) => (calls.push(`scaleDown ${input.replicas}`), { previous: 3 }),
+    scaleWorkloadBack: async () => (calls.push('scaleBack'), { replicas: 3, changed: true }),
+    waitForPodsReady: async () => (calls.push('waitReady'), {}),
+    restartWorkload: async () => (calls.push('restart'), { changed: true }),
+    recoveryHealth: async () => (calls.push('health'), [{ name: 'health', ok: true, detail: '200 in 3 ms' }]),
+    switchTraffic: async () => (calls.push('switchTraffic'), { switched: true }),
   };
   const out: Record<string, unknown> = { ...base };
   for (const [name, fn] of Object.entries(overrides)) {
@@ -92,8 +109,13 @@ async function withWorker<T>(activities: Partial<Activities>, fn: (taskQueue: st
   return worker.runUntil(fn(taskQueue));
 }
 
-function start(taskQueue: string, input: RestoreInput) {
-  return env.client.workflow.start('restore', { taskQueue, workflowId: `restore-${randomUUID()}`, args: [input] });
+function start(taskQueue: string, input: RestoreInput | DisasterRecoveryInput, workflow = 'restore') {
+  return env.client.workflow.start(workflow, { taskQueue, workflowId: `${workflow}-${randomUUID()}`, args: [input] });
+}
+
+/** Calls that change something (the set-restore steps, scaling), in order. */
+function changes(calls: Calls): string[] {
+  return calls.filter((c) => /^(stage|swapIn|swapBack|discard|scaleDown|scaleBack|restart|switchTraffic) ?/.test(c));
 }
 
 async function failureMessage(p: Promise<unknown>): Promise<string> {
@@ -107,20 +129,30 @@ async function failureMessage(p: Promise<unknown>): Promise<string> {
 }
 
 describe('restore workflow (stubbed activities, time skipping)', () => {
-  it('swap mode waits for approval, then swaps live → _old and recovery → live', async () => {
+  it('waits for approval, then stages every component before swapping any, then cleans up', async () => {
     const calls: Calls = [];
     await withWorker(stubs(calls), async (tq) => {
       const handle = await start(tq, { system: 'shop' });
       for (let i = 0; i < 100 && !(await handle.query(statusQuery)).awaitingApproval; i++) await new Promise((r) => setTimeout(r, 50));
-      assert.ok(!calls.some((c) => c.startsWith('restorePostgres')), 'nothing restored before approval');
+      assert.deepEqual(changes(calls), [], 'nothing done before approval');
       await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
       const result = await handle.result();
       assert.equal(result.approvedBy, 'alice');
     });
-    const renames = calls.filter((c) => c.startsWith('renameDatabase'));
-    assert.equal(renames.length, 2);
-    assert.match(renames[0]!, /"from":"shop","to":"shop_old","closeFrom":true/);
-    assert.match(renames[1]!, /"from":"shop_restore_[0-9a-z]{6}","to":"shop"/);
+    assert.deepEqual(changes(calls), ['stage postgres', 'stage cache', 'swapIn postgres', 'swapIn cache', 'discard postgres', 'discard cache']);
+  });
+
+  it('only the components asked for', async () => {
+    const calls: Calls = [];
+    await withWorker(stubs(calls), async (tq) => (await start(tq, { system: 'shop', approved: true, components: ['cache'] })).result());
+    assert.deepEqual(changes(calls), ['stage cache', 'swapIn cache', 'discard cache']);
+  });
+
+  it('a component the set does not have fails at once, naming what it has', async () => {
+    const calls: Calls = [];
+    const message = await withWorker(stubs(calls), async (tq) => failureMessage((await start(tq, { system: 'shop', approved: true, components: ['files'] })).result()));
+    assert.match(message, /has no component files \(it has: postgres, cache\)/);
+    assert.deepEqual(changes(calls), []);
   });
 
   it('an approval without a name is rejected by the validator', async () => {
@@ -135,49 +167,49 @@ describe('restore workflow (stubbed activities, time skipping)', () => {
     });
   });
 
-  it('no approval within the timeout: fails, nothing restored or renamed', async () => {
+  it('no approval within the timeout: fails, nothing staged or swapped', async () => {
     const calls: Calls = [];
     const message = await withWorker(stubs(calls), async (tq) => failureMessage((await start(tq, { system: 'shop', approvalTimeoutSeconds: 3600 })).result()));
     assert.match(message, /no approval within 3600 s; nothing was changed/);
-    assert.deepEqual(calls.filter((c) => !c.startsWith('findBackup')), []);
+    assert.deepEqual(changes(calls), []);
   });
 
-  it('row counts that differ from the manifest fail the run and drop the recovery database', async () => {
+  it('a component that fails its check while staging: nothing swapped, every staged copy removed', async () => {
     const calls: Calls = [];
-    const message = await withWorker(
-      stubs(calls, { postgresRowCounts: async () => ({ 'app.users': 3, 'app.orders': 6 }) }),
-      async (tq) => failureMessage((await start(tq, { system: 'shop', approved: true })).result()),
-    );
-    assert.match(message, /row counts differ from the manifest in 1 table\(s\): app\.orders: expected 7, got 6/);
-    assert.ok(calls.some((c) => /^dropDatabase .*shop_restore_/.test(c)), 'recovery database dropped');
-    assert.ok(!calls.some((c) => c.startsWith('renameDatabase')), 'live database never touched');
-  });
-
-  it('a swap that fails half way puts the live database back', async () => {
-    const calls: Calls = [];
-    let renames = 0;
     const message = await withWorker(
       stubs(calls, {
-        renameDatabase: async () => {
-          renames++;
-          if (renames === 2) throw ApplicationFailure.nonRetryable('disk full', 'PeerRejected');
+        stageComponent: async (input: { component: { name: string } }) => {
+          if (input.component.name === 'cache') throw ApplicationFailure.nonRetryable('cache: 11 keys read back, the manifest says 12', 'IntegrityError');
+          return 'staged';
         },
       }),
       async (tq) => failureMessage((await start(tq, { system: 'shop', approved: true })).result()),
     );
-    assert.match(message, /disk full/);
-    const renameCalls = calls.filter((c) => c.startsWith('renameDatabase'));
-    assert.match(renameCalls[2]!, /"from":"shop_old","to":"shop"/, 'live database renamed back');
-    assert.ok(calls.some((c) => /^allowConnections .*"database":"shop","allow":true/.test(c)), 'connections allowed again');
-    assert.ok(calls.some((c) => /^dropDatabase .*shop_restore_/.test(c)), 'recovery database dropped');
+    assert.match(message, /11 keys read back, the manifest says 12/);
+    assert.deepEqual(changes(calls).filter((c) => !c.startsWith('stageComponent')), ['discard cache', 'discard postgres']);
   });
 
-  it('a cancelled restore drops the recovery database even though it was cancelled', async () => {
+  it('a swap that fails half way puts every component back, newest first', async () => {
+    const calls: Calls = [];
+    const message = await withWorker(
+      stubs(calls, {
+        swapInComponent: async (input: { component: { name: string } }) => {
+          if (input.component.name === 'cache') throw ApplicationFailure.nonRetryable('SWAPDB refused', 'PeerRejected');
+        },
+      }),
+      async (tq) => failureMessage((await start(tq, { system: 'shop', approved: true })).result()),
+    );
+    assert.match(message, /SWAPDB refused/);
+    const undo = changes(calls).filter((c) => /^(swapBack|discard) /.test(c));
+    assert.deepEqual(undo, ['swapBack cache', 'swapBack postgres', 'discard cache', 'discard postgres']);
+  });
+
+  it('a cancelled restore removes what it staged even though it was cancelled', async () => {
     const calls: Calls = [];
     await withWorker(
       // Like the real activity: heartbeats until cancelled (cancellation arrives with a heartbeat).
       stubs(calls, {
-        restorePostgres: async () => {
+        stageComponent: async () => {
           const ctx = Context.current();
           for (;;) {
             ctx.heartbeat();
@@ -186,13 +218,72 @@ describe('restore workflow (stubbed activities, time skipping)', () => {
         },
       }),
       async (tq) => {
-        const handle = await start(tq, { system: 'shop', into: 'copy' });
-        for (let i = 0; i < 100 && !calls.some((c) => c.startsWith('restorePostgres')); i++) await new Promise((r) => setTimeout(r, 50));
+        const handle = await start(tq, { system: 'shop', approved: true });
+        for (let i = 0; i < 100 && !calls.some((c) => c.startsWith('stageComponent')); i++) await new Promise((r) => setTimeout(r, 50));
         await handle.cancel();
         await assert.rejects(handle.result());
         assert.equal((await handle.query(statusQuery)).phase, 'cancelled');
       },
     );
+    assert.ok(calls.includes('discard postgres'), 'staged database removed');
+  });
+
+  it('--into (database only): row counts that differ drop the recovery database', async () => {
+    const calls: Calls = [];
+    const message = await withWorker(
+      stubs(calls, { postgresRowCounts: async () => ({ 'app.users': 3, 'app.orders': 6 }) }),
+      async (tq) => failureMessage((await start(tq, { system: 'shop', into: 'copy' })).result()),
+    );
+    assert.match(message, /row counts differ from the manifest in 1 table\(s\): app\.orders: expected 7, got 6/);
     assert.ok(calls.some((c) => /^dropDatabase .*copy_restore_/.test(c)), 'recovery database dropped');
+    assert.ok(!calls.some((c) => c.startsWith('renameDatabase')), 'nothing renamed');
+  });
+});
+
+describe('disasterRecovery workflow (stubbed activities, time skipping)', () => {
+  it('stages while the application runs, swaps only at 0 replicas, scales back, checks health, switches traffic, reports RTO and RPO', async () => {
+    const calls: Calls = [];
+    const result = await withWorker(stubs(calls), async (tq) => (await start(tq, { system: 'shop', approved: true }, 'disasterRecovery')).result());
+    assert.deepEqual(changes(calls), [
+      'stage postgres', 'stage cache', 'scaleDown 0', 'swapIn postgres', 'swapIn cache', 'scaleBack', 'switchTraffic', 'discard postgres', 'discard cache',
+    ]);
+    assert.ok(calls.indexOf('waitReady') > calls.indexOf('scaleBack') && calls.indexOf('health') < calls.indexOf('switchTraffic'));
+    const r = result as { rtoSeconds: number; rpoSeconds: number; trafficSwitched: boolean; plan: { workloads: string[] } };
+    assert.equal(r.trafficSwitched, true);
+    assert.deepEqual(r.plan.workloads, ['api']);
+    assert.ok(r.rpoSeconds > 0 && r.rtoSeconds >= 0);
+  });
+
+  it('a database swap that fails: live data put back and the application scaled back, and the run says so', async () => {
+    const calls: Calls = [];
+    const message = await withWorker(
+      stubs(calls, {
+        swapInComponent: async (input: { component: { name: string } }) => {
+          if (input.component.name === 'postgres') throw ApplicationFailure.nonRetryable('database "shop_old_x" already exists', 'Conflict');
+        },
+      }),
+      async (tq) => failureMessage((await start(tq, { system: 'shop', approved: true }, 'disasterRecovery')).result()),
+    );
+    assert.match(message, /already exists/);
+    const after = changes(calls).slice(changes(calls).indexOf('scaleDown 0') + 1).filter((c) => !c.startsWith('swapInComponent'));
+    assert.deepEqual(after, ['swapBack postgres', 'scaleBack', 'discard cache', 'discard postgres']);
+  });
+
+  it('failing health checks undo the recovery', async () => {
+    const calls: Calls = [];
+    const message = await withWorker(
+      stubs(calls, { recoveryHealth: async () => [{ name: 'ready', ok: false, detail: 'answered 503' }] }),
+      async (tq) => failureMessage((await start(tq, { system: 'shop', approved: true }, 'disasterRecovery')).result()),
+    );
+    assert.match(message, /health checks failed after recovery: ready: answered 503/);
+    assert.ok(!calls.includes('switchTraffic'), 'traffic never switched');
+    assert.deepEqual(changes(calls).filter((c) => c.startsWith('swapBack')), ['swapBack cache', 'swapBack postgres']);
+  });
+
+  it('dry run: the plan only, nothing changed', async () => {
+    const calls: Calls = [];
+    const result = await withWorker(stubs(calls), async (tq) => (await start(tq, { system: 'shop', dryRun: true }, 'disasterRecovery')).result());
+    assert.equal((result as { dryRun: boolean }).dryRun, true);
+    assert.deepEqual(changes(calls), []);
   });
 });

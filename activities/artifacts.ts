@@ -1,0 +1,180 @@
+/**
+ * The one way a component's bytes go to S3 and come back, whatever produced
+ * them (pg_dump, a Redis snapshot, tar, the Kubernetes API, SQLite):
+ *
+ *   upload:   source → zstd → [encrypt with the set's data key] → SHA-256 → rate cap → S3 multipart
+ *   download: S3 → rate cap → SHA-256 → [decrypt] → zstd -d → consumer
+ *
+ * Streamed end to end: memory stays flat whatever the size. A download's
+ * `verified` settles only once the whole object was read and its checksum and
+ * size match the manifest, so callers stage a restore and make it live only
+ * after that.
+ */
+import { createHash } from 'node:crypto';
+import { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import { startByteCounter, startTool } from '../src/adapters/process.ts';
+import type { ObjectStore } from '../src/adapters/s3.ts';
+import { decryptStream, encryptStream } from '../src/crypto.ts';
+import { IntegrityError } from '../src/errors.ts';
+import { feed, tap, throttle } from '../src/streams.ts';
+import type { TransferProgress } from './progress.ts';
+
+export interface ArtifactOptions {
+  store: ObjectStore;
+  /** The set's data key; undefined = stored in clear. */
+  dataKey?: Buffer;
+  compressionLevel?: number;
+  bytesPerSecond?: number;
+  signal: AbortSignal;
+  progress: TransferProgress;
+}
+
+export interface StoredArtifact {
+  key: string;
+  compression: 'zstd';
+  encrypted: boolean;
+  rawBytes: number;
+  storedBytes: number;
+  sha256: string;
+}
+
+/**
+ * Compresses, encrypts, hashes and uploads `source`. A child process's
+ * stdout is spliced into zstd by the OS (Node never copies those bytes);
+ * anything else is fed through Node. `producerDone` must resolve for the
+ * upload to complete, so a producer that fails half way never leaves a
+ * complete-looking object.
+ */
+export async function uploadArtifact(
+  key: string,
+  source: Readable | AsyncIterable<Buffer>,
+  producerDone: Promise<unknown>,
+  options: ArtifactOptions,
+): Promise<StoredArtifact> {
+  const { store, signal, progress } = options;
+  // A retry after a crash cannot resume the earlier attempt's upload (the source is a new stream): clear it.
+  await store.abortIncompleteUploads(key);
+
+  const zstdArgs = [`-${options.compressionLevel ?? 3}`, '-T0', '-q', '-c'];
+  let zstd: ReturnType<typeof startTool>;
+  let stages: Promise<unknown>[];
+  if (source instanceof Socket) {
+    const counter = startByteCounter(source, (total) => (progress.bytesIn = total), signal);
+    zstd = startTool('zstd', zstdArgs, { stdio: [counter.stdout, 'pipe', 'pipe'], signal });
+    stages = [counter.done, zstd.done];
+  } else {
+    zstd = startTool('zstd', zstdArgs, { signal });
+    const feeding = feed(source as AsyncIterable<Buffer>, zstd.child.stdin!, (chunk) => (progress.bytesIn += chunk.length));
+    feeding.catch(() => zstd.child.kill('SIGKILL'));
+    stages = [feeding, zstd.done];
+  }
+
+  const compressed = zstd.child.stdout as AsyncIterable<Buffer>;
+  const stored = options.dataKey ? encryptStream(compressed, options.dataKey) : compressed;
+  const hash = createHash('sha256');
+  const hashed = tap(stored, (chunk) => {
+    hash.update(chunk);
+    progress.bytesOut += chunk.length;
+  });
+  async function* body() {
+    yield* throttle(hashed, options.bytesPerSecond);
+    await Promise.all([producerDone, ...stages]);
+  }
+  const uploaded = await store.uploadStream(key, body(), { signal });
+  return {
+    key,
+    compression: 'zstd',
+    encrypted: options.dataKey !== undefined,
+    rawBytes: progress.bytesIn,
+    storedBytes: uploaded.sizeBytes,
+    sha256: hash.digest('hex'),
+  };
+}
+
+export interface ArtifactRef {
+  key: string;
+  sha256: string;
+  storedBytes: number;
+  encrypted: boolean;
+}
+
+export interface Download {
+  /** The raw bytes (decompressed, decrypted), as zstd produces them. */
+  stream: Readable;
+  /**
+   * Resolves once the object was read to its end and matches the manifest;
+   * rejects with IntegrityError when it does not (a corrupt or swapped
+   * object), or with the transfer's error.
+   */
+  verified: Promise<void>;
+  /** Stops the transfer (the consumer gave up): `verified` then rejects without reading the rest. */
+  cancel(): void;
+}
+
+export function downloadArtifact(artifact: ArtifactRef, options: ArtifactOptions): Download {
+  const { store, signal, progress } = options;
+  if (artifact.encrypted && !options.dataKey) throw new IntegrityError(`${artifact.key} is encrypted but no data key was given`);
+  const zstd = startTool('zstd', ['-d', '-q', '-c'], { signal });
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let cancelled = false;
+  const count = (chunk: Buffer) => {
+    hash.update(chunk);
+    bytes += chunk.length;
+    progress.bytesIn = bytes;
+  };
+
+  const verified = (async () => {
+    const { body } = await store.getStream(artifact.key, signal);
+    const download = tap(throttle(body as AsyncIterable<Buffer>, options.bytesPerSecond), count);
+    const compressed = options.dataKey ? decryptStream(download, options.dataKey) : download;
+    const feeding = feed(compressed, zstd.child.stdin!);
+    // zstd waits for the rest of its input forever unless stopped when the feed breaks.
+    feeding.catch(() => zstd.child.kill('SIGKILL'));
+    const [fed, unpacked] = await Promise.allSettled([feeding, zstd.done]);
+    // When zstd (or decryption) stopped early, read the rest to tell a
+    // corrupt object (checksum differs: never retry) from a broken transfer.
+    if (fed.status === 'rejected' || unpacked.status === 'rejected') {
+      zstd.child.kill('SIGKILL');
+      if (cancelled) throw new Error(`download of ${artifact.key} cancelled`);
+      if (!(fed.status === 'rejected' && fed.reason instanceof IntegrityError)) {
+        try {
+          for await (const chunk of body as AsyncIterable<Buffer>) count(chunk);
+        } catch {
+          // the transfer itself broke: report the first error below
+        }
+      }
+    }
+    const sha256 = hash.digest('hex');
+    if (bytes === artifact.storedBytes && sha256 !== artifact.sha256) {
+      throw new IntegrityError(`backup object ${artifact.key} is corrupt: its SHA-256 is ${sha256.slice(0, 12)}…, the manifest says ${artifact.sha256.slice(0, 12)}…`);
+    }
+    if (fed.status === 'rejected') throw fed.reason;
+    if (bytes !== artifact.storedBytes) {
+      throw new IntegrityError(`backup object ${artifact.key} has ${bytes} bytes, the manifest says ${artifact.storedBytes}: truncated or replaced`);
+    }
+    if (unpacked.status === 'rejected') throw unpacked.reason;
+  })();
+  verified.catch(() => zstd.child.kill('SIGKILL'));
+  const cancel = () => {
+    cancelled = true;
+    zstd.child.kill('SIGKILL');
+  };
+  return { stream: zstd.child.stdout as Readable, verified, cancel };
+}
+
+/**
+ * Runs a consumer of a download and settles both: a corrupt object is
+ * reported as such even when the consumer failed first on its garbage.
+ */
+export async function consumeDownload<T>(download: Download, consumer: (stream: Readable) => Promise<T>): Promise<T> {
+  const consuming = consumer(download.stream);
+  // A consumer that gave up stops reading: stop the transfer too, or it would wait on it forever.
+  consuming.catch(() => download.cancel());
+  const [checked, consumed] = await Promise.allSettled([download.verified, consuming]);
+  if (checked.status === 'rejected' && checked.reason instanceof IntegrityError) throw checked.reason;
+  if (consumed.status === 'rejected') throw consumed.reason;
+  if (checked.status === 'rejected') throw checked.reason;
+  return consumed.value;
+}

@@ -1,0 +1,56 @@
+/**
+ * A component driver backs up one kind of data (PostgreSQL, Redis, files,
+ * Kubernetes objects, SQLite) and restores it in four idempotent steps, so a
+ * workflow can restore several components as one and undo them together:
+ *
+ *   stage     restore beside the live data (a recovery database, a staged
+ *             directory, a spare Redis database) and check it against the
+ *             manifest; nothing live changes
+ *   swapIn    make the staged copy live, keeping the previous one
+ *   swapBack  undo swapIn: the previous copy live again
+ *   discard   drop whatever stage and swapIn left (the commit, or the cleanup)
+ *
+ * `verify` restores into a scratch place, compares with the manifest and
+ * removes it: the deep check of a set, and the data half of a restore drill.
+ */
+import type { PostgresAdapter } from '../../src/adapters/postgres.ts';
+import type { ComponentConfig } from '../../src/config.ts';
+import type { Component, ComponentKind } from '../../src/domain/manifest.ts';
+import type { Systems } from '../../src/systems.ts';
+import type { ArtifactOptions, StoredArtifact } from '../artifacts.ts';
+import type { TransferProgress } from '../progress.ts';
+
+export interface DriverContext {
+  systems: Systems;
+  postgres: PostgresAdapter;
+  /** The system whose places (database, Redis, paths, namespace) are read or written. */
+  system: string;
+  signal: AbortSignal;
+  progress: TransferProgress;
+  /** Store, data key, compression and rate cap for this system's objects. */
+  artifacts: ArtifactOptions;
+}
+
+export type ConfigOf<K extends ComponentKind> = Extract<ComponentConfig, { kind: K }>;
+export type ComponentOf<K extends ComponentKind> = Extract<Component, { kind: K }>;
+
+/** What every component record starts with: the stored object and the times. */
+export type StoredFields = StoredArtifact & { name: string; startedAt: string; completedAt: string };
+
+export interface Driver<K extends ComponentKind> {
+  /** File name of the stored object in the set's folder (before any `.enc`). */
+  fileName(config: ConfigOf<K>): string;
+  /** A cheap check that the source answers; a sentence for the plan. */
+  check(ctx: DriverContext, config: ConfigOf<K>): Promise<string>;
+  backup(ctx: DriverContext, config: ConfigOf<K>, key: string): Promise<ComponentOf<K>>;
+  stage(ctx: DriverContext, component: ComponentOf<K>, config: ConfigOf<K>, tag: string): Promise<string>;
+  swapIn(ctx: DriverContext, component: ComponentOf<K>, config: ConfigOf<K>, tag: string): Promise<void>;
+  swapBack(ctx: DriverContext, component: ComponentOf<K>, config: ConfigOf<K>, tag: string): Promise<void>;
+  discard(ctx: DriverContext, component: ComponentOf<K>, config: ConfigOf<K>, tag: string): Promise<void>;
+  verify(ctx: DriverContext, component: ComponentOf<K>): Promise<string>;
+}
+
+export function describeCounts(counts: Record<string, number>): string {
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  return `${Object.keys(counts).length} tables, ${total} rows`;
+}

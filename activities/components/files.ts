@@ -1,0 +1,110 @@
+/**
+ * Files and directories as a tar stream, from the worker's filesystem or
+ * from a pod through the exec API. The tree's digest (paths, types, modes,
+ * contents) is taken from the archive as it goes by, and a restore must give
+ * the same digest before the staged tree replaces the live one.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import {
+  digestingTar,
+  discardInPod,
+  discardLocal,
+  stageInPod,
+  stageLocal,
+  swapBackLocal,
+  swapBackPod,
+  swapInLocal,
+  swapInPod,
+  tarFromPod,
+  tarLocal,
+  type PodTarget,
+  type TreeDigest,
+} from '../../src/adapters/files.ts';
+import { IntegrityError } from '../../src/errors.ts';
+import { consumeDownload, downloadArtifact, uploadArtifact } from '../artifacts.ts';
+import type { ComponentOf, ConfigOf, Driver, DriverContext } from './driver.ts';
+import { podTarget } from './pods.ts';
+
+type FilesComponent = ComponentOf<'files'>;
+
+function describeTree(t: TreeDigest): string {
+  return `${t.files} files, ${t.directories} directories, ${t.symlinks} symlinks, ${t.bytes} bytes`;
+}
+
+function checkTree(component: FilesComponent, actual: TreeDigest): void {
+  if (actual.sha256 !== component.tree.sha256) {
+    throw new IntegrityError(`${component.name}: the restored tree (${describeTree(actual)}) differs from the backup's (${describeTree(component.tree)})`);
+  }
+}
+
+async function sourceOf(ctx: DriverContext, config: ConfigOf<'files'>): Promise<{ label: string; pod?: PodTarget }> {
+  if (!config.pod) return { label: config.path };
+  const pod = await podTarget(ctx, config.pod, config.path);
+  return { label: `pod:${pod.namespace}/${config.pod.workload}/${pod.container}:${config.path}`, pod };
+}
+
+export const filesDriver: Driver<'files'> = {
+  fileName: (config) => `${config.name}.tar.zst`,
+
+  async check(ctx, config) {
+    const { label } = await sourceOf(ctx, config);
+    return `directory ${label}`;
+  },
+
+  async backup(ctx, config, key) {
+    const startedAt = new Date().toISOString();
+    const { label, pod } = await sourceOf(ctx, config);
+    const exec = ctx.systems.kubernetes;
+    const tar = pod ? tarFromPod(exec(ctx.system).exec, pod, { signal: ctx.signal }) : tarLocal(config.path, { signal: ctx.signal });
+    const digest = digestingTar();
+    const stored = await uploadArtifact(key, digest.tap(tar.stream as AsyncIterable<Buffer>), tar.done, ctx.artifacts);
+    return { ...stored, kind: 'files', name: config.name, source: label, format: 'tar', tree: digest.result(), startedAt, completedAt: new Date().toISOString() };
+  },
+
+  async stage(ctx, component, config, tag) {
+    const { pod } = await sourceOf(ctx, config);
+    const download = downloadArtifact(component, ctx.artifacts);
+    const staged = await consumeDownload(download, (stream: Readable) =>
+      pod
+        ? stageInPod(ctx.systems.kubernetes(ctx.system).exec, pod, tag, stream, { expectedBytes: component.rawBytes, signal: ctx.signal })
+        : stageLocal(config.path, tag, stream, { expectedBytes: component.rawBytes, signal: ctx.signal }),
+    );
+    checkTree(component, staged.digest);
+    return `${describeTree(staged.digest)} staged beside ${config.path}, as in the manifest`;
+  },
+
+  async swapIn(ctx, _component, config, tag) {
+    const { pod } = await sourceOf(ctx, config);
+    if (pod) await swapInPod(ctx.systems.kubernetes(ctx.system).exec, pod, tag);
+    else await swapInLocal(config.path, tag);
+  },
+
+  async swapBack(ctx, _component, config, tag) {
+    const { pod } = await sourceOf(ctx, config);
+    if (pod) await swapBackPod(ctx.systems.kubernetes(ctx.system).exec, pod, tag);
+    else await swapBackLocal(config.path, tag);
+  },
+
+  async discard(ctx, _component, config, tag) {
+    const { pod } = await sourceOf(ctx, config);
+    if (pod) await discardInPod(ctx.systems.kubernetes(ctx.system).exec, pod, tag);
+    else await discardLocal(config.path, tag);
+  },
+
+  async verify(ctx, component) {
+    const dir = await mkdtemp(join(tmpdir(), 'opsflow-verify-'));
+    try {
+      const target = join(dir, 'tree');
+      const staged = await consumeDownload(downloadArtifact(component, ctx.artifacts), (stream: Readable) =>
+        stageLocal(target, 'verify', stream, { expectedBytes: component.rawBytes, signal: ctx.signal }),
+      );
+      checkTree(component, staged.digest);
+      return `${describeTree(staged.digest)} extracted into a temporary directory, as in the manifest`;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+};

@@ -1,0 +1,184 @@
+/**
+ * Redis: a snapshot through the replication protocol (what `redis-cli --rdb`
+ * does) or, where SYNC is blocked, a logical key stream (SCAN + DUMP + PTTL).
+ * A restore RESTOREs the keys into a spare database of the target and swaps
+ * it in with SWAPDB, so clients never see a half-restored database; a marker
+ * key tells a retried swap whether it already happened.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
+import { once } from 'node:events';
+import type { Redis } from 'ioredis';
+import {
+  connectRedis,
+  exportKeys,
+  importKeys,
+  keyspaceSummary,
+  parseRedisUrl,
+  snapshot,
+  startScratchRedis,
+  verifyRdb,
+  type ChunkSource,
+} from '../../src/adapters/redis.ts';
+import { IntegrityError } from '../../src/errors.ts';
+import { consumeDownload, downloadArtifact, uploadArtifact } from '../artifacts.ts';
+import type { ComponentOf, ConfigOf, Driver, DriverContext } from './driver.ts';
+
+type RedisComponent = ComponentOf<'redis'>;
+
+/** The URL with another database number. */
+function withDb(url: string, db: number): string {
+  const u = new URL(url);
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+function markerKey(tag: string): string {
+  return `opsflow:restore-marker:${tag}`;
+}
+
+async function withRedis<T>(url: string, fn: (client: Redis) => Promise<T>): Promise<T> {
+  const client = await connectRedis({ url });
+  try {
+    return await fn(client);
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** A directory of its own for an RDB on the worker, removed afterwards. */
+async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'opsflow-rdb-'));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The component's keys as a key stream, whatever its mode: a logical
+ * backup is one already; a snapshot is loaded into a scratch redis-server
+ * on the worker and exported from there. Checked against the manifest's
+ * count before `use` returns.
+ */
+async function withKeyStream<T>(ctx: DriverContext, component: RedisComponent, use: (keys: ChunkSource) => Promise<T & { records: number }>): Promise<T> {
+  const checkCount = (result: T & { records: number }) => {
+    if (result.records !== component.keys) throw new IntegrityError(`${component.name}: ${result.records} keys read back, the manifest says ${component.keys}`);
+    return result;
+  };
+  if (component.mode === 'logical') {
+    return checkCount(await consumeDownload(downloadArtifact(component, ctx.artifacts), (stream: Readable) => use(stream)));
+  }
+  return withTempDir(async (dir) => {
+    const rdbFile = join(dir, 'dump.rdb');
+    await consumeDownload(downloadArtifact(component, ctx.artifacts), (stream: Readable) => pipeline(stream, createWriteStream(rdbFile)));
+    const scratch = await startScratchRedis({ rdbFile });
+    try {
+      const exported = exportKeys({ url: withDb(scratch.url, component.db) }, { signal: ctx.signal });
+      return checkCount(await use(exported.stream));
+    } finally {
+      await scratch.stop();
+    }
+  });
+}
+
+export const redisDriver: Driver<'redis'> = {
+  fileName: (config) => `${config.name}.${config.mode === 'snapshot' ? 'rdb' : 'keys'}.zst`,
+
+  async check(ctx) {
+    const summary = await keyspaceSummary({ url: ctx.systems.redisUrl(ctx.system) }, { types: false });
+    return `Redis db ${summary.db}: ${summary.keys} keys`;
+  },
+
+  async backup(ctx, config, key) {
+    const url = ctx.systems.redisUrl(ctx.system);
+    const db = parseRedisUrl(url).db;
+    const startedAt = new Date().toISOString();
+    if (config.mode === 'logical') {
+      const exported = exportKeys({ url }, { signal: ctx.signal });
+      const stored = await uploadArtifact(key, exported.stream, exported.done, ctx.artifacts);
+      const info = await exported.done;
+      return { ...stored, kind: 'redis', name: config.name, mode: 'logical', db, keys: info.keys, startedAt, completedAt: new Date().toISOString() };
+    }
+    // The RDB goes to S3 as it arrives and, beside it, to a temporary file
+    // that a scratch redis-server then loads: the CRC64 and every value are
+    // checked, and the manifest gets the exact key count of the snapshot.
+    return withTempDir(async (dir) => {
+      const rdbFile = join(dir, 'dump.rdb');
+      const spool = createWriteStream(rdbFile);
+      const snap = snapshot({ url }, { signal: ctx.signal });
+      async function* teed() {
+        for await (const chunk of snap.stream) {
+          if (!spool.write(chunk)) await once(spool, 'drain');
+          yield chunk;
+        }
+        spool.end();
+        await finished(spool);
+      }
+      const stored = await uploadArtifact(key, teed(), snap.done, ctx.artifacts);
+      const verified = await verifyRdb(rdbFile);
+      return {
+        ...stored,
+        kind: 'redis',
+        name: config.name,
+        mode: 'snapshot',
+        db,
+        keys: verified.databases[db]?.keys ?? 0,
+        rdbVersion: verified.rdbVersion,
+        startedAt,
+        completedAt: new Date().toISOString(),
+      };
+    });
+  },
+
+  async stage(ctx, component, config, tag) {
+    const url = ctx.systems.redisUrl(ctx.system);
+    const staging = withDb(url, config.stagingDb);
+    if (parseRedisUrl(url).db === config.stagingDb) throw new IntegrityError(`${config.name}: stagingDb ${config.stagingDb} is the live database; choose a spare one`);
+    await withRedis(staging, (c) => c.flushdb());
+    const imported = await withKeyStream(ctx, component, async (keys) => importKeys({ url: staging }, keys, { replace: false, signal: ctx.signal }));
+    await withRedis(staging, (c) => c.set(markerKey(tag), '1'));
+    return `${imported.restored} keys into spare db ${config.stagingDb} (${imported.expired} expired since the backup)`;
+  },
+
+  async swapIn(ctx, _component, config, tag) {
+    await swapIfMarkerIn(ctx.systems.redisUrl(ctx.system), config, tag, 'staging');
+  },
+
+  async swapBack(ctx, _component, config, tag) {
+    await swapIfMarkerIn(ctx.systems.redisUrl(ctx.system), config, tag, 'live');
+  },
+
+  /** The marker out of the live database, and the spare database emptied (the replaced data, or an unused stage). */
+  async discard(ctx, _component, config, tag) {
+    const url = ctx.systems.redisUrl(ctx.system);
+    await withRedis(url, (c) => c.del(markerKey(tag)));
+    await withRedis(withDb(url, config.stagingDb), (c) => c.flushdb());
+  },
+
+  async verify(ctx, component) {
+    const scratch = await startScratchRedis();
+    try {
+      const target = withDb(scratch.url, component.db);
+      const imported = await withKeyStream(ctx, component, (keys) => importKeys({ url: target }, keys, { replace: false, signal: ctx.signal }));
+      return `${imported.records} keys restored into a scratch redis-server, as in the manifest`;
+    } finally {
+      await scratch.stop();
+    }
+  },
+};
+
+/** SWAPDB live ↔ spare, only if the restore's marker is on the `from` side (so a retried swap is a no-op). */
+async function swapIfMarkerIn(url: string, config: ConfigOf<'redis'>, tag: string, from: 'staging' | 'live'): Promise<void> {
+  const live = parseRedisUrl(url).db;
+  await withRedis(url, async (c) => {
+    await c.select(from === 'staging' ? config.stagingDb : live);
+    if ((await c.exists(markerKey(tag))) === 0) return;
+    await c.swapdb(live, config.stagingDb);
+  });
+}

@@ -1,0 +1,109 @@
+/**
+ * SQLite with its online backup API (`.backup`), never a plain copy of a
+ * live file. A restore downloads the copy beside the live file, checks its
+ * integrity and row counts, then renames it into place (the previous file
+ * kept until the restore commits).
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  discardSqlitePrevious,
+  inspectSqlite,
+  restoreSqlite,
+  sqliteSnapshot,
+  sqliteSnapshotInPod,
+  undoRestoreSqlite,
+  type SqliteInfo,
+} from '../../src/adapters/sqlite.ts';
+import { IntegrityError, InvalidInputError } from '../../src/errors.ts';
+import { compareRowCounts, describeRowCountMismatches } from '../../src/domain/manifest.ts';
+import { consumeDownload, downloadArtifact, uploadArtifact } from '../artifacts.ts';
+import { describeCounts, type ComponentOf, type ConfigOf, type Driver, type DriverContext } from './driver.ts';
+import { podTarget } from './pods.ts';
+
+type SqliteComponent = ComponentOf<'sqlite'>;
+
+/** Where a restore downloads the copy: beside the live file, so the final rename stays on one filesystem. */
+function downloadPath(config: ConfigOf<'sqlite'>, tag: string): string {
+  return join(dirname(config.path), `.${config.name}.opsflow-download-${tag}`);
+}
+
+/** Downloads the component into `file` and checks it: integrity, and row counts equal to the manifest's. */
+async function fetchChecked(ctx: DriverContext, component: SqliteComponent, file: string): Promise<SqliteInfo> {
+  await consumeDownload(downloadArtifact(component, ctx.artifacts), (stream: Readable) => pipeline(stream, createWriteStream(file)));
+  const info = await inspectSqlite(file);
+  const mismatches = compareRowCounts(component.rowCounts, info.tables);
+  if (mismatches.length) throw new IntegrityError(`${component.name}: ${describeRowCountMismatches(mismatches)}`);
+  return info;
+}
+
+function refuseInPod(config: ConfigOf<'sqlite'>): void {
+  if (config.pod) throw new InvalidInputError(`${config.name}: restoring SQLite inside a pod is not supported; mount its volume on the worker and configure the path without pod`);
+}
+
+export const sqliteDriver: Driver<'sqlite'> = {
+  fileName: (config) => `${config.name}.sqlite.zst`,
+
+  async check(ctx, config) {
+    if (config.pod) {
+      const place = await podTarget(ctx, config.pod, config.path);
+      return `SQLite ${config.path} in pod ${place.namespace}/${place.pod}`;
+    }
+    const info = await inspectSqlite(config.path);
+    return `SQLite ${config.path}: ${describeCounts(info.tables)}`;
+  },
+
+  async backup(ctx, config, key) {
+    const startedAt = new Date().toISOString();
+    if (config.pod) {
+      const place = await podTarget(ctx, config.pod, config.path);
+      const snap = sqliteSnapshotInPod(ctx.systems.kubernetes(ctx.system).exec, place, { signal: ctx.signal });
+      const stored = await uploadArtifact(key, snap.stream as AsyncIterable<Buffer>, snap.done, ctx.artifacts);
+      const info = await snap.info;
+      return { ...stored, kind: 'sqlite', name: config.name, source: `pod:${place.namespace}/${config.pod.workload}/${place.container}:${config.path}`, format: 'sqlite-backup', sqliteVersion: info.sqliteVersion, rowCounts: info.tables, startedAt, completedAt: new Date().toISOString() };
+    }
+    const dir = await mkdtemp(join(tmpdir(), 'opsflow-sqlite-'));
+    try {
+      const copy = join(dir, 'backup.sqlite');
+      const info = await sqliteSnapshot(config.path, copy, { signal: ctx.signal });
+      const stored = await uploadArtifact(key, createReadStream(copy), Promise.resolve(), ctx.artifacts);
+      return { ...stored, kind: 'sqlite', name: config.name, source: config.path, format: 'sqlite-backup', sqliteVersion: info.sqliteVersion, rowCounts: info.tables, startedAt, completedAt: new Date().toISOString() };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+
+  async stage(ctx, component, config, tag) {
+    refuseInPod(config);
+    const info = await fetchChecked(ctx, component, downloadPath(config, tag));
+    return `${describeCounts(info.tables)} checked beside ${config.path}, as in the manifest`;
+  },
+
+  async swapIn(_ctx, _component, config, tag) {
+    refuseInPod(config);
+    await restoreSqlite(config.path, downloadPath(config, tag), tag);
+  },
+
+  async swapBack(_ctx, _component, config, tag) {
+    await undoRestoreSqlite(config.path, tag);
+  },
+
+  async discard(_ctx, _component, config, tag) {
+    await discardSqlitePrevious(config.path, tag);
+    await rm(downloadPath(config, tag), { force: true });
+  },
+
+  async verify(ctx, component) {
+    const dir = await mkdtemp(join(tmpdir(), 'opsflow-verify-'));
+    try {
+      const info = await fetchChecked(ctx, component, join(dir, 'copy.sqlite'));
+      return `integrity ok, ${describeCounts(info.tables)}, as in the manifest`;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+};

@@ -1,0 +1,135 @@
+/**
+ * Backup sets, component by component: one activity per step and
+ * component, so a crash repeats one component's step, never the set. Each
+ * activity looks its component up by name in the config and hands it to the
+ * kind's driver (activities/components/).
+ *
+ * Encryption: the set's data key exists in clear only inside these
+ * activities; workflows and manifests carry it wrapped by a master key.
+ */
+import { Context } from '@temporalio/activity';
+import type { ComponentConfig } from '../src/config.ts';
+import { ENCRYPTION_ALGORITHM, generateDataKey, unwrapDataKey, wrapDataKey } from '../src/crypto.ts';
+import { InvalidInputError } from '../src/errors.ts';
+import type { Component, SetEncryption } from '../src/domain/manifest.ts';
+import { backupPrefix, ENCRYPTED_SUFFIX } from '../src/domain/names.ts';
+import type { ActivityDeps } from './index.ts';
+import type { ArtifactOptions } from './artifacts.ts';
+import { driverFor } from './components/index.ts';
+import type { ConfigOf, Driver, DriverContext } from './components/driver.ts';
+import { startHeartbeats, type TransferProgress } from './progress.ts';
+
+export interface ComponentStepInput {
+  /** The system whose places are read or written. */
+  system: string;
+  /** The system whose bucket and master keys hold the set (another one when recovering elsewhere). */
+  setSystem?: string;
+  component: Component;
+  encryption?: SetEncryption;
+  /** Names what a restore creates beside the live data (derived from the workflow). */
+  tag: string;
+}
+
+export interface PlannedComponent {
+  name: string;
+  kind: Component['kind'];
+  detail: string;
+}
+
+/**
+ * Runs `fn` with a driver context for `system`: the set's store and data key
+ * (of `setSystem`, where the set lives), and progress that is heartbeated.
+ */
+export async function withDriverContext<T>(
+  { systems, postgres }: ActivityDeps,
+  where: { system: string; setSystem?: string; encryption?: SetEncryption; step: string },
+  fn: (ctx: DriverContext) => Promise<T>,
+): Promise<T> {
+  const setSystem = where.setSystem ?? where.system;
+  const progress: TransferProgress = { step: where.step, bytesIn: 0, bytesOut: 0 };
+  const stopHeartbeats = startHeartbeats(progress);
+  const signal = Context.current().cancellationSignal;
+  try {
+    const dataKey = where.encryption ? unwrapDataKey(where.encryption.wrappedKey, await systems.masterKeys(setSystem)) : undefined;
+    const artifacts: ArtifactOptions = {
+      store: systems.store(setSystem),
+      dataKey,
+      compressionLevel: systems.compressionLevel(where.system),
+      bytesPerSecond: systems.transferLimit(where.system),
+      signal,
+      progress,
+    };
+    return await fn({ systems, postgres, system: where.system, signal, progress, artifacts });
+  } finally {
+    stopHeartbeats();
+  }
+}
+
+export function setActivities(deps: ActivityDeps) {
+  const { systems } = deps;
+
+  /** The target's config for a component of the set: same name, same kind. */
+  function placeFor<C extends Component>(system: string, component: C): ConfigOf<C['kind']> {
+    const config = systems.component(system, component.name);
+    if (config.kind !== component.kind) {
+      throw new InvalidInputError(`component "${component.name}" is ${component.kind} in the backup but ${config.kind} in systems.${system}.backup.components`);
+    }
+    return config as ConfigOf<C['kind']>;
+  }
+
+  /** A component step (stage, swapIn, swapBack, discard) for the component's kind. */
+  function restoreStep(step: 'stage' | 'swapIn' | 'swapBack' | 'discard') {
+    return async (input: ComponentStepInput): Promise<string | void> => {
+      const where = { system: input.system, setSystem: input.setSystem, encryption: input.encryption, step: `${step} ${input.component.name}` };
+      return withDriverContext(deps, where, (ctx) => {
+        const driver = driverFor(input.component.kind) as Driver<Component['kind']>;
+        return (driver[step] as (...args: unknown[]) => Promise<string | void>)(ctx, input.component, placeFor(input.system, input.component), input.tag);
+      });
+    };
+  }
+
+  return {
+    /** What a backup of the system would read: each component checked, in config order. */
+    async planBackup(input: { system: string }): Promise<{ components: PlannedComponent[]; encryptedWith?: string }> {
+      const planned: PlannedComponent[] = [];
+      for (const config of systems.components(input.system)) {
+        const detail = await withDriverContext(deps, { system: input.system, step: `check ${config.name}` }, (ctx) =>
+          (driverFor(config.kind).check as (ctx: DriverContext, c: ComponentConfig) => Promise<string>)(ctx, config),
+        );
+        planned.push({ name: config.name, kind: config.kind, detail });
+      }
+      if (!planned.length) throw new InvalidInputError(`system "${input.system}" has nothing to back up: configure backup.components or a postgres section`);
+      return { components: planned, encryptedWith: systems.currentMasterKeyId(input.system) };
+    },
+
+    /** A fresh data key for a set, returned only wrapped by the current master key (or nothing: no encryption). */
+    async createSetKey(input: { system: string }): Promise<SetEncryption | undefined> {
+      const keyId = systems.currentMasterKeyId(input.system);
+      if (keyId === undefined) return undefined;
+      const master = (await systems.masterKeys(input.system)).get(keyId)!;
+      return { algorithm: ENCRYPTION_ALGORITHM, wrappedKey: wrapDataKey(generateDataKey(), { id: keyId, key: master }) };
+    },
+
+    /** One component into the set's folder; the same set and name always write the same key. */
+    async backupComponent(input: { system: string; backupId: string; name: string; encryption?: SetEncryption }): Promise<Component> {
+      const config = systems.component(input.system, input.name);
+      const driver = driverFor(config.kind);
+      const key = backupPrefix(systems.s3Prefix(input.system), input.system, input.backupId) + driver.fileName(config as never) + (input.encryption ? ENCRYPTED_SUFFIX : '');
+      return withDriverContext(deps, { system: input.system, encryption: input.encryption, step: `backup ${config.name}` }, (ctx) =>
+        (driver.backup as (ctx: DriverContext, c: ComponentConfig, key: string) => Promise<Component>)(ctx, config, key),
+      );
+    },
+
+    stageComponent: restoreStep('stage') as (input: ComponentStepInput) => Promise<string>,
+    swapInComponent: restoreStep('swapIn') as (input: ComponentStepInput) => Promise<void>,
+    swapBackComponent: restoreStep('swapBack') as (input: ComponentStepInput) => Promise<void>,
+    discardComponent: restoreStep('discard') as (input: ComponentStepInput) => Promise<void>,
+
+    /** Restores a component into a scratch place, compares it with the manifest, and removes the scratch place. */
+    async verifyComponent(input: { system: string; setSystem?: string; component: Component; encryption?: SetEncryption }): Promise<string> {
+      return withDriverContext(deps, { system: input.system, setSystem: input.setSystem, encryption: input.encryption, step: `verify ${input.component.name}` }, (ctx) =>
+        (driverFor(input.component.kind).verify as (ctx: DriverContext, c: Component) => Promise<string>)(ctx, input.component),
+      );
+    },
+  };
+}
