@@ -12,6 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
 import { startByteCounter, startTool } from '../src/adapters/process.ts';
 import type { ObjectStore } from '../src/adapters/s3.ts';
@@ -108,9 +109,16 @@ export interface Download {
    * object), or with the transfer's error.
    */
   verified: Promise<void>;
-  /** Stops the transfer (the consumer gave up): `verified` then rejects without reading the rest. */
-  cancel(): void;
+  /**
+   * Stops the transfer (the consumer gave up): `verified` then rejects
+   * without reading the rest, unless zstd had already failed on its own
+   * (within a grace period: the consumer often notices first).
+   */
+  cancel(): Promise<void>;
 }
+
+/** How long a consumer's failure waits for zstd to say whether the object itself is bad. */
+const CANCEL_GRACE_MS = 2000;
 
 export function downloadArtifact(artifact: ArtifactRef, options: ArtifactOptions): Download {
   const { store, signal, progress } = options;
@@ -129,23 +137,22 @@ export function downloadArtifact(artifact: ArtifactRef, options: ArtifactOptions
     const { body } = await store.getStream(artifact.key, signal);
     const download = tap(throttle(body as AsyncIterable<Buffer>, options.bytesPerSecond), count);
     const compressed = options.dataKey ? decryptStream(download, options.dataKey) : download;
-    const feeding = feed(compressed, zstd.child.stdin!);
-    // zstd waits for the rest of its input forever unless stopped when the feed breaks.
-    feeding.catch(() => zstd.child.kill('SIGKILL'));
-    const [fed, unpacked] = await Promise.allSettled([feeding, zstd.done]);
-    // When zstd (or decryption) stopped early, read the rest to tell a
-    // corrupt object (checksum differs: never retry) from a broken transfer.
-    if (fed.status === 'rejected' || unpacked.status === 'rejected') {
-      zstd.child.kill('SIGKILL');
-      if (cancelled) throw new Error(`download of ${artifact.key} cancelled`);
-      if (!(fed.status === 'rejected' && fed.reason instanceof IntegrityError)) {
-        try {
-          for await (const chunk of body as AsyncIterable<Buffer>) count(chunk);
-        } catch {
-          // the transfer itself broke: report the first error below
-        }
+    // Every byte is read and hashed even when zstd stops early (a corrupt
+    // object): only a whole read tells a corrupt object (never retried) from
+    // a broken transfer. A cancelled download stops at once.
+    const stdin = zstd.child.stdin!;
+    let broken = false;
+    stdin.on('error', () => (broken = true));
+    const pumping = (async () => {
+      for await (const chunk of compressed) {
+        if (cancelled) throw new Error(`download of ${artifact.key} cancelled`);
+        if (broken) continue;
+        if (!stdin.write(chunk)) await new Promise((resolve) => { stdin.once('drain', resolve); stdin.once('close', resolve); });
       }
-    }
+      if (!broken) stdin.end();
+    })();
+    pumping.catch(() => zstd.child.kill('SIGKILL'));
+    const [fed, unpacked] = await Promise.allSettled([pumping, zstd.done]);
     const sha256 = hash.digest('hex');
     if (bytes === artifact.storedBytes && sha256 !== artifact.sha256) {
       throw new IntegrityError(`backup object ${artifact.key} is corrupt: its SHA-256 is ${sha256.slice(0, 12)}…, the manifest says ${artifact.sha256.slice(0, 12)}…`);
@@ -157,7 +164,11 @@ export function downloadArtifact(artifact: ArtifactRef, options: ArtifactOptions
     if (unpacked.status === 'rejected') throw unpacked.reason;
   })();
   verified.catch(() => zstd.child.kill('SIGKILL'));
-  const cancel = () => {
+  const exited = new Promise<void>((resolve) => (zstd.child.exitCode !== null ? resolve() : zstd.child.once('exit', () => resolve())));
+  const cancel = async () => {
+    await Promise.race([exited, sleep(CANCEL_GRACE_MS)]);
+    // zstd failed on its own (a corrupt object, most likely): let verification read the rest and judge.
+    if (zstd.child.exitCode !== null && zstd.child.exitCode !== 0) return;
     cancelled = true;
     zstd.child.kill('SIGKILL');
   };
@@ -171,7 +182,7 @@ export function downloadArtifact(artifact: ArtifactRef, options: ArtifactOptions
 export async function consumeDownload<T>(download: Download, consumer: (stream: Readable) => Promise<T>): Promise<T> {
   const consuming = consumer(download.stream);
   // A consumer that gave up stops reading: stop the transfer too, or it would wait on it forever.
-  consuming.catch(() => download.cancel());
+  consuming.catch(() => void download.cancel());
   const [checked, consumed] = await Promise.allSettled([download.verified, consuming]);
   if (checked.status === 'rejected' && checked.reason instanceof IntegrityError) throw checked.reason;
   if (consumed.status === 'rejected') throw consumed.reason;

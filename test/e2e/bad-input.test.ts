@@ -70,7 +70,7 @@ describe('bad input fails at once with a clear message', () => {
   it('malformed backup ID from the SDK: refused before anything starts, naming the field', async () => {
     await assert.rejects(() => opsflow.startRestore({ system: 'good', backup: '../etc/passwd' }), (err: Error) => {
       assert.ok(err instanceof InvalidInputError);
-      assert.match(err.message, /input\.backup: must be "latest" or a backup ID/);
+      assert.match(err.message, /input\.backup: must be latest, latest-verified, a date \(YYYY-MM-DD\) or a backup ID/);
       return true;
     });
   });
@@ -84,7 +84,7 @@ describe('bad input fails at once with a clear message', () => {
       });
       return { result: () => handle.result() };
     });
-    assert.match(message, /input\.backup: must be "latest" or a backup ID/);
+    assert.match(message, /input\.backup: must be latest, latest-verified, a date \(YYYY-MM-DD\) or a backup ID/);
     assert.match(message, /input\.into: must be a plain database name/);
     assert.match(message, /extra/);
     assert.ok(seconds < 5, `took ${seconds} s`);
@@ -102,7 +102,7 @@ describe('bad input fails at once with a clear message', () => {
     const store = bedStore();
     await store.client.send(new PutObjectCommand({ Bucket: store.bucket, Key: component.key, Body: randomBytes(component.storedBytes) }));
     const { message, seconds } = await failureOf(() => opsflow.startRestore({ system: 'good', backup: backup.backupId, into: 'bad_input_copy' }));
-    assert.match(message, /backup object .*postgres\.dump\.zst is corrupt: sha256 .* manifest says/);
+    assert.match(message, /backup object .*postgres\.dump\.zst is corrupt: its SHA-256 is .* the manifest says/);
     assert.ok(seconds < 10, `took ${seconds} s`);
     const left = await sql<{ datname: string }>('postgres', `SELECT datname FROM pg_database WHERE datname LIKE 'bad_input_copy%'`);
     assert.deepEqual(left, []);
