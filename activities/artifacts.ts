@@ -49,29 +49,36 @@ export interface StoredArtifact {
  */
 export async function uploadArtifact(
   key: string,
-  source: Readable | AsyncIterable<Buffer>,
+  source: Readable | AsyncIterable<Buffer> | Iterable<Buffer>,
   producerDone: Promise<unknown>,
   options: ArtifactOptions,
 ): Promise<StoredArtifact> {
   const { store, signal, progress } = options;
-  // A retry after a crash cannot resume the earlier attempt's upload (the source is a new stream): clear it.
-  await store.abortIncompleteUploads(key);
-
+  // The pipeline is wired before the first await: a source that finishes
+  // before anyone reads it would otherwise lose its output (see keepOutput).
   const zstdArgs = [`-${options.compressionLevel ?? 3}`, '-T0', '-q', '-c'];
   let zstd: ReturnType<typeof startTool>;
   let stages: Promise<unknown>[];
   if (source instanceof Socket) {
     const counter = startByteCounter(source, (total) => (progress.bytesIn = total), signal);
-    zstd = startTool('zstd', zstdArgs, { stdio: [counter.stdout, 'pipe', 'pipe'], signal });
+    zstd = startTool('zstd', zstdArgs, { stdio: [counter.stdout, 'pipe', 'pipe'], signal, keepOutput: true });
     stages = [counter.done, zstd.done];
   } else {
-    zstd = startTool('zstd', zstdArgs, { signal });
-    const feeding = feed(source as AsyncIterable<Buffer>, zstd.child.stdin!, (chunk) => (progress.bytesIn += chunk.length));
+    zstd = startTool('zstd', zstdArgs, { signal, keepOutput: true });
+    const feeding = feed(source, zstd.child.stdin!, (chunk) => (progress.bytesIn += chunk.length));
     feeding.catch(() => zstd.child.kill('SIGKILL'));
     stages = [feeding, zstd.done];
   }
 
-  const compressed = zstd.child.stdout as AsyncIterable<Buffer>;
+  try {
+    // A retry after a crash cannot resume the earlier attempt's upload (the source is a new stream): clear it.
+    await store.abortIncompleteUploads(key);
+  } catch (err) {
+    zstd.child.kill('SIGKILL');
+    throw err;
+  }
+
+  const compressed = zstd.output as AsyncIterable<Buffer>;
   const stored = options.dataKey ? encryptStream(compressed, options.dataKey) : compressed;
   const hash = createHash('sha256');
   const hashed = tap(stored, (chunk) => {
@@ -123,7 +130,7 @@ const CANCEL_GRACE_MS = 2000;
 export function downloadArtifact(artifact: ArtifactRef, options: ArtifactOptions): Download {
   const { store, signal, progress } = options;
   if (artifact.encrypted && !options.dataKey) throw new IntegrityError(`${artifact.key} is encrypted but no data key was given`);
-  const zstd = startTool('zstd', ['-d', '-q', '-c'], { signal });
+  const zstd = startTool('zstd', ['-d', '-q', '-c'], { signal, keepOutput: true });
   const hash = createHash('sha256');
   let bytes = 0;
   let cancelled = false;
@@ -147,7 +154,7 @@ export function downloadArtifact(artifact: ArtifactRef, options: ArtifactOptions
       for await (const chunk of compressed) {
         if (cancelled) throw new Error(`download of ${artifact.key} cancelled`);
         if (broken) continue;
-        if (!stdin.write(chunk)) await new Promise((resolve) => { stdin.once('drain', resolve); stdin.once('close', resolve); });
+        if (!stdin.write(chunk)) await drainedOrClosed(stdin);
       }
       if (!broken) stdin.end();
     })();
@@ -172,7 +179,20 @@ export function downloadArtifact(artifact: ArtifactRef, options: ArtifactOptions
     cancelled = true;
     zstd.child.kill('SIGKILL');
   };
-  return { stream: zstd.child.stdout as Readable, verified, cancel };
+  return { stream: zstd.output!, verified, cancel };
+}
+
+/** Resolves when `stream` takes more data, or can never again (zstd exited). */
+function drainedOrClosed(stream: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve) => {
+    const settle = () => {
+      stream.off('drain', settle);
+      stream.off('close', settle);
+      resolve();
+    };
+    stream.on('drain', settle);
+    stream.on('close', settle);
+  });
 }
 
 /**

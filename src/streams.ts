@@ -27,7 +27,7 @@ export async function* throttle(source: AsyncIterable<Buffer>, bytesPerSecond: n
 }
 
 /** Writes `source` into a child's stdin, honouring backpressure, then ends it. */
-export async function feed(source: AsyncIterable<Buffer>, sink: NodeJS.WritableStream, onChunk?: (chunk: Buffer) => void): Promise<void> {
+export async function feed(source: AsyncIterable<Buffer> | Iterable<Buffer>, sink: NodeJS.WritableStream, onChunk?: (chunk: Buffer) => void): Promise<void> {
   for await (const chunk of source) {
     onChunk?.(chunk);
     if (!sink.write(chunk)) await new Promise((resolve) => sink.once('drain', resolve));

@@ -4,7 +4,7 @@
  * activities and workflows see "unavailable" (retry) or "rejected" (stop).
  */
 import pg from 'pg';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import {
   ConflictError,
   NotFoundError,
@@ -174,12 +174,15 @@ export class PostgresAdapter {
    */
   startRestore(url: string, input: Readable, options: { signal?: AbortSignal }): Tool {
     const args = ['--exit-on-error', '--no-password', `--dbname=${databaseOf(url)}`];
-    return startTool(this.bin('pg_restore'), args, {
+    const tool = startTool(this.bin('pg_restore'), args, {
       env: libpqEnv(url),
-      stdio: [input, 'ignore', 'pipe'],
+      stdio: ['pipe', 'ignore', 'pipe'],
       signal: options.signal,
       onFailure: (message) => new IntegrityError(message),
     });
+    // Piped rather than shared as a file descriptor, so `input` may be any stream (a download's buffered output).
+    pipeline(input, tool.child.stdin!, () => undefined);
+    return tool;
   }
 
   /**

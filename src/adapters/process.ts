@@ -5,7 +5,7 @@
  * error message; an abort signal kills the process.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import type { Readable } from 'node:stream';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
 import { redact } from '../secrets.ts';
 import { PeerUnavailableError } from '../errors.ts';
 
@@ -13,12 +13,21 @@ export interface Tool {
   child: ChildProcess;
   /** Resolves when the process exits 0; rejects with its stderr otherwise. */
   done: Promise<void>;
+  /** Its stdout, buffered from the start (with `keepOutput`). */
+  output?: Readable;
 }
 
 export interface ToolOptions {
   env?: NodeJS.ProcessEnv;
   stdio?: StdioOptions;
   signal?: AbortSignal;
+  /**
+   * This process reads the tool's stdout (rather than handing it to another
+   * tool): take it through `output`, which holds it from the first byte.
+   * Node discards a child's unread stdout once the child exits, so a reader
+   * that starts after an await would lose a small output whole.
+   */
+  keepOutput?: boolean;
   /** Maps a failed exit to a typed error; defaults to PeerUnavailable (retryable). */
   onFailure?: (message: string, stderr: string) => Error;
 }
@@ -54,7 +63,8 @@ export function startTool(command: string, args: string[], options: ToolOptions 
   });
   // Callers await `done` later; keep an early failure from becoming unhandled.
   done.catch(() => undefined);
-  return { child, done };
+  const output = options.keepOutput ? pipeline(child.stdout!, new PassThrough(), () => undefined) : undefined;
+  return { child, done, output };
 }
 
 /**
