@@ -16,7 +16,7 @@ import { backupPrefix, ENCRYPTED_SUFFIX } from '../src/domain/names.ts';
 import type { ActivityDeps } from './index.ts';
 import type { ArtifactOptions } from './artifacts.ts';
 import { driverFor } from './components/index.ts';
-import type { ConfigOf, Driver, DriverContext } from './components/driver.ts';
+import type { AnyDriver, DriverContext } from './components/driver.ts';
 import { startHeartbeats, type TransferProgress } from './progress.ts';
 
 export interface ComponentStepInput {
@@ -69,22 +69,21 @@ export function setActivities(deps: ActivityDeps) {
   const { systems } = deps;
 
   /** The target's config for a component of the set: same name, same kind. */
-  function placeFor<C extends Component>(system: string, component: C): ConfigOf<C['kind']> {
+  function placeFor(system: string, component: Component): ComponentConfig {
     const config = systems.component(system, component.name);
     if (config.kind !== component.kind) {
       throw new InvalidInputError(`component "${component.name}" is ${component.kind} in the backup but ${config.kind} in systems.${system}.backup.components`);
     }
-    return config as ConfigOf<C['kind']>;
+    return config;
   }
 
   /** A component step (stage, swapIn, swapBack, discard) for the component's kind. */
-  function restoreStep(step: 'stage' | 'swapIn' | 'swapBack' | 'discard') {
-    return async (input: ComponentStepInput): Promise<string | void> => {
+  function restoreStep<S extends 'stage' | 'swapIn' | 'swapBack' | 'discard'>(step: S) {
+    return async (input: ComponentStepInput): Promise<Awaited<ReturnType<AnyDriver[S]>>> => {
       const where = { system: input.system, setSystem: input.setSystem, encryption: input.encryption, step: `${step} ${input.component.name}` };
-      return withDriverContext(deps, where, (ctx) => {
-        const driver = driverFor(input.component.kind) as Driver<Component['kind']>;
-        return (driver[step] as (...args: unknown[]) => Promise<string | void>)(ctx, input.component, placeFor(input.system, input.component), input.tag);
-      });
+      return withDriverContext(deps, where, (ctx) =>
+        (driverFor(input.component.kind)[step] as AnyDriver['stage'])(ctx, input.component, placeFor(input.system, input.component), input.tag),
+      ) as Promise<Awaited<ReturnType<AnyDriver[S]>>>;
     };
   }
 
@@ -93,9 +92,7 @@ export function setActivities(deps: ActivityDeps) {
     async planBackup(input: { system: string }): Promise<{ components: PlannedComponent[]; encryptedWith?: string }> {
       const planned: PlannedComponent[] = [];
       for (const config of systems.components(input.system)) {
-        const detail = await withDriverContext(deps, { system: input.system, step: `check ${config.name}` }, (ctx) =>
-          (driverFor(config.kind).check as (ctx: DriverContext, c: ComponentConfig) => Promise<string>)(ctx, config),
-        );
+        const detail = await withDriverContext(deps, { system: input.system, step: `check ${config.name}` }, (ctx) => driverFor(config.kind).check(ctx, config));
         planned.push({ name: config.name, kind: config.kind, detail });
       }
       if (!planned.length) throw new InvalidInputError(`system "${input.system}" has nothing to back up: configure backup.components or a postgres section`);
@@ -114,21 +111,21 @@ export function setActivities(deps: ActivityDeps) {
     async backupComponent(input: { system: string; backupId: string; name: string; encryption?: SetEncryption }): Promise<Component> {
       const config = systems.component(input.system, input.name);
       const driver = driverFor(config.kind);
-      const key = backupPrefix(systems.s3Prefix(input.system), input.system, input.backupId) + driver.fileName(config as never) + (input.encryption ? ENCRYPTED_SUFFIX : '');
+      const key = backupPrefix(systems.s3Prefix(input.system), input.system, input.backupId) + driver.fileName(config) + (input.encryption ? ENCRYPTED_SUFFIX : '');
       return withDriverContext(deps, { system: input.system, encryption: input.encryption, step: `backup ${config.name}` }, (ctx) =>
-        (driver.backup as (ctx: DriverContext, c: ComponentConfig, key: string) => Promise<Component>)(ctx, config, key),
+        driver.backup(ctx, config, key),
       );
     },
 
-    stageComponent: restoreStep('stage') as (input: ComponentStepInput) => Promise<string>,
-    swapInComponent: restoreStep('swapIn') as (input: ComponentStepInput) => Promise<void>,
-    swapBackComponent: restoreStep('swapBack') as (input: ComponentStepInput) => Promise<void>,
-    discardComponent: restoreStep('discard') as (input: ComponentStepInput) => Promise<void>,
+    stageComponent: restoreStep('stage'),
+    swapInComponent: restoreStep('swapIn'),
+    swapBackComponent: restoreStep('swapBack'),
+    discardComponent: restoreStep('discard'),
 
     /** Restores a component into a scratch place, compares it with the manifest, and removes the scratch place. */
     async verifyComponent(input: { system: string; setSystem?: string; component: Component; encryption?: SetEncryption }): Promise<string> {
       return withDriverContext(deps, { system: input.system, setSystem: input.setSystem, encryption: input.encryption, step: `verify ${input.component.name}` }, (ctx) =>
-        (driverFor(input.component.kind).verify as (ctx: DriverContext, c: Component) => Promise<string>)(ctx, input.component),
+        driverFor(input.component.kind).verify(ctx, input.component),
       );
     },
   };

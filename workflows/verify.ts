@@ -22,7 +22,7 @@ export async function verify(rawInput: VerifyInput): Promise<VerifyResult> {
   const input = parseInput(verifyInputSchema, rawInput);
   const run = new RunTracker('verify', input.system);
   try {
-    const result = await verifySet(run, input.system, input.backup);
+    const { completedAt: _completedAt, ...result } = await verifySet(run, input.system, input.backup);
     run.finish();
     return result;
   } catch (err) {
@@ -36,12 +36,11 @@ export async function drill(rawInput: DrillInput): Promise<DrillResult> {
   const run = new RunTracker('drill', input.system);
   const { startTime } = runIdentity();
   try {
-    const verified = await verifySet(run, input.system, input.backup);
-    const manifest = await findBackup({ system: input.system, backup: verified.backupId });
+    const { completedAt, ...verified } = await verifySet(run, input.system, input.backup);
     const result: DrillResult = {
       ...verified,
       rtoSeconds: Math.round((Date.now() - startTime.getTime()) / 1000),
-      rpoSeconds: Math.round((startTime.getTime() - Date.parse(manifest.completedAt)) / 1000),
+      rpoSeconds: Math.round((startTime.getTime() - Date.parse(completedAt)) / 1000),
       rpoTargetSeconds: await rpoTarget({ system: input.system }),
     };
     const overTarget = result.rpoTargetSeconds !== undefined && result.rpoSeconds > result.rpoTargetSeconds;
@@ -60,12 +59,13 @@ export async function drill(rawInput: DrillInput): Promise<DrillResult> {
   }
 }
 
-async function verifySet(run: RunTracker, system: string, backup: string): Promise<VerifyResult> {
+/** Verifies the set; also returns when it completed (a drill's RPO). */
+async function verifySet(run: RunTracker, system: string, backup: string): Promise<VerifyResult & { completedAt: string }> {
   const { workflowId } = runIdentity();
   const manifest = await run.step('find-backup', () => findBackup({ system, backup }), (m) => `${m.backupId}, ${m.components.length} components`);
   const components = await verifyAll(run, { system, setSystem: system, manifest }, manifest.components);
   await run.step('record-verification', () =>
     recordVerification({ system, backupId: manifest.backupId, verification: { verifiedAt: new Date().toISOString(), components, workflowId } }),
   );
-  return { backupId: manifest.backupId, components };
+  return { backupId: manifest.backupId, components, completedAt: manifest.completedAt };
 }

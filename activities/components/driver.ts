@@ -50,6 +50,22 @@ export interface Driver<K extends ComponentKind> {
   verify(ctx: DriverContext, component: ComponentOf<K>): Promise<string>;
 }
 
+/**
+ * A driver as code that holds a component of any kind sees it: the
+ * activities look the kind up at run time, and a component and its config
+ * always share it (checked by the caller).
+ */
+export interface AnyDriver {
+  fileName(config: ComponentConfig): string;
+  check(ctx: DriverContext, config: ComponentConfig): Promise<string>;
+  backup(ctx: DriverContext, config: ComponentConfig, key: string): Promise<Component>;
+  stage(ctx: DriverContext, component: Component, config: ComponentConfig, tag: string): Promise<string>;
+  swapIn(ctx: DriverContext, component: Component, config: ComponentConfig, tag: string): Promise<void>;
+  swapBack(ctx: DriverContext, component: Component, config: ComponentConfig, tag: string): Promise<void>;
+  discard(ctx: DriverContext, component: Component, config: ComponentConfig, tag: string): Promise<void>;
+  verify(ctx: DriverContext, component: Component): Promise<string>;
+}
+
 export function describeCounts(counts: Record<string, number>): string {
   const total = Object.values(counts).reduce((a, b) => a + b, 0);
   return `${Object.keys(counts).length} tables, ${total} rows`;

@@ -40,6 +40,10 @@ function checkTree(component: FilesComponent, actual: TreeDigest): void {
   }
 }
 
+function podExec(ctx: DriverContext) {
+  return ctx.systems.kubernetes(ctx.system).exec;
+}
+
 async function sourceOf(ctx: DriverContext, config: ConfigOf<'files'>): Promise<{ label: string; pod?: PodTarget }> {
   if (!config.pod) return { label: config.path };
   const pod = await podTarget(ctx, config.pod, config.path);
@@ -57,8 +61,7 @@ export const filesDriver: Driver<'files'> = {
   async backup(ctx, config, key) {
     const startedAt = new Date().toISOString();
     const { label, pod } = await sourceOf(ctx, config);
-    const exec = ctx.systems.kubernetes;
-    const tar = pod ? tarFromPod(exec(ctx.system).exec, pod, { signal: ctx.signal }) : tarLocal(config.path, { signal: ctx.signal });
+    const tar = pod ? tarFromPod(podExec(ctx), pod, { signal: ctx.signal }) : tarLocal(config.path, { signal: ctx.signal });
     const digest = digestingTar();
     const stored = await uploadArtifact(key, digest.tap(tar.stream as AsyncIterable<Buffer>), tar.done, ctx.artifacts);
     return { ...stored, kind: 'files', name: config.name, source: label, format: 'tar', tree: digest.result(), startedAt, completedAt: new Date().toISOString() };
@@ -69,7 +72,7 @@ export const filesDriver: Driver<'files'> = {
     const download = downloadArtifact(component, ctx.artifacts);
     const staged = await consumeDownload(download, (stream: Readable) =>
       pod
-        ? stageInPod(ctx.systems.kubernetes(ctx.system).exec, pod, tag, stream, { expectedBytes: component.rawBytes, signal: ctx.signal })
+        ? stageInPod(podExec(ctx), pod, tag, stream, { expectedBytes: component.rawBytes, signal: ctx.signal })
         : stageLocal(config.path, tag, stream, { expectedBytes: component.rawBytes, signal: ctx.signal }),
     );
     checkTree(component, staged.digest);
@@ -78,19 +81,19 @@ export const filesDriver: Driver<'files'> = {
 
   async swapIn(ctx, _component, config, tag) {
     const { pod } = await sourceOf(ctx, config);
-    if (pod) await swapInPod(ctx.systems.kubernetes(ctx.system).exec, pod, tag);
+    if (pod) await swapInPod(podExec(ctx), pod, tag);
     else await swapInLocal(config.path, tag);
   },
 
   async swapBack(ctx, _component, config, tag) {
     const { pod } = await sourceOf(ctx, config);
-    if (pod) await swapBackPod(ctx.systems.kubernetes(ctx.system).exec, pod, tag);
+    if (pod) await swapBackPod(podExec(ctx), pod, tag);
     else await swapBackLocal(config.path, tag);
   },
 
   async discard(ctx, _component, config, tag) {
     const { pod } = await sourceOf(ctx, config);
-    if (pod) await discardInPod(ctx.systems.kubernetes(ctx.system).exec, pod, tag);
+    if (pod) await discardInPod(podExec(ctx), pod, tag);
     else await discardLocal(config.path, tag);
   },
 

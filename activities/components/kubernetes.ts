@@ -73,7 +73,7 @@ export const kubernetesDriver: Driver<'kubernetes'> = {
     const namespace = targetNamespace(ctx);
     const startedAt = new Date().toISOString();
     const manifests = await ctx.systems.kubernetes(ctx.system).objects.exportNamespace(namespace, { kinds: config.kinds, signal: ctx.signal });
-    const stored = await uploadArtifact(key, jsonLines(manifests) as unknown as AsyncIterable<Buffer>, Promise.resolve(), ctx.artifacts);
+    const stored = await uploadArtifact(key, jsonLines(manifests), Promise.resolve(), ctx.artifacts);
     return { ...stored, kind: 'kubernetes', name: config.name, namespace, format: 'json-lines', objects: countByKind(manifests), startedAt, completedAt: new Date().toISOString() };
   },
 
@@ -91,7 +91,7 @@ export const kubernetesDriver: Driver<'kubernetes'> = {
       const kinds = [...new Set(Object.keys(component.objects))];
       const current = await objects.exportNamespace(namespace, { kinds, signal: ctx.signal }).catch(() => []);
       const progress = { step: 'keep', bytesIn: 0, bytesOut: 0 };
-      const stored = await uploadArtifact(keep, jsonLines(current) as unknown as AsyncIterable<Buffer>, Promise.resolve(), { ...ctx.artifacts, progress });
+      const stored = await uploadArtifact(keep, jsonLines(current), Promise.resolve(), { ...ctx.artifacts, progress });
       await ctx.artifacts.store.putJson(`${keep}.json`, stored);
     }
     await objects.apply(await readObjects(ctx, component), { namespace, createNamespace: true, signal: ctx.signal });

@@ -1,4 +1,5 @@
 /** The pod a component inside the cluster is read from or written to: a Ready pod of a configured workload. */
+import { podSelector } from '../../src/adapters/kubernetes/workloads.ts';
 import { NotFoundError } from '../../src/errors.ts';
 import type { DriverContext } from './driver.ts';
 
@@ -15,8 +16,7 @@ export async function podTarget(ctx: DriverContext, source: { workload: string; 
   const ref = ctx.systems.workloads(ctx.system).find((w) => w.name === source.workload);
   if (!ref) throw new NotFoundError(`workload "${source.workload}" is not configured for system "${ctx.system}"`);
   const workload = await k8s.workloads.read(ref);
-  const selector = Object.entries(workload.spec?.selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
-  const pod = await k8s.exec.pickPod(ref.namespace, selector);
+  const pod = await k8s.exec.pickPod(ref.namespace, podSelector(ref, workload));
   const container = source.container ?? workload.spec?.template.spec?.containers[0]?.name ?? '';
   return { namespace: ref.namespace, pod, container, path, dir: path };
 }

@@ -392,7 +392,7 @@ function pointerEscape(key: string): string {
  * The label selector of a workload's pods. Without matchLabels it would match
  * every pod of the namespace, so that is refused.
  */
-function podSelector(w: WorkloadRef, workload: Workload): string {
+export function podSelector(w: WorkloadRef, workload: Workload): string {
   const selector = Object.entries(workload.spec?.selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
   if (!selector) throw new InvalidInputError(`${describe(w)} has no matchLabels selector to find its pods by`);
   return selector;
