@@ -21,7 +21,7 @@
 import { ApplicationFailure, patched } from '@temporalio/workflow';
 import type { z } from 'zod';
 import { recoveryDatabaseName, retiredDatabaseName } from '../src/domain/names.ts';
-import { compareRowCounts, findComponent, type PostgresComponent } from '../src/domain/manifest.ts';
+import { compareRowCounts, findComponent, manifestSchema, type PostgresComponent } from '../src/domain/manifest.ts';
 import { activities, change, quick, transfer } from './activityOptions.ts';
 import { compensate, failRun, parseInput, RunTracker, runIdentity, type Compensation } from './run.ts';
 import { awaitApproval } from './approval.ts';
@@ -82,7 +82,8 @@ async function postgresRestore(input: z.output<typeof restoreInputSchema>): Prom
   const compensations: Compensation[] = [];
 
   try {
-    const manifest = await run.step('find-backup', () => findBackup({ system, backup: input.backup }), (m) => `${m.backupId}, completed ${m.completedAt}`);
+    // Parsed again: histories of runs before component sets hold format-1 manifests, which the schema converts.
+    const manifest = manifestSchema.parse(await run.step('find-backup', () => findBackup({ system, backup: input.backup }), (m) => `${m.backupId}, completed ${m.completedAt}`));
     const component = findComponent(manifest, 'postgres') as PostgresComponent | undefined;
     if (!component) throw ApplicationFailure.nonRetryable(`backup ${manifest.backupId} has no postgres component`, 'NotFound');
 
