@@ -10,6 +10,7 @@ import { formatIssues } from '../src/domain/validation.ts';
 import { backupPrefix, isBackupId, MANIFEST_FILE, PINNED_FILE, systemPrefix, VERIFIED_FILE } from '../src/domain/names.ts';
 import { manifestSchema, storedBytesOf, type Manifest, type ManifestV1 } from '../src/domain/manifest.ts';
 import { applyRetention, type RetentionDecision } from '../src/domain/retention.ts';
+import { keepAlive } from './progress.ts';
 
 export interface BackupSummary {
   backupId: string;
@@ -88,7 +89,7 @@ export function catalogActivities({ systems }: { systems: Systems }) {
     /** `latest`, `latest-verified`, a date or a backup ID → its manifest. */
     async findBackup(input: { system: string; backup: BackupRef }): Promise<Manifest> {
       systems.get(input.system);
-      return readManifest(input.system, await resolve(input.system, input.backup));
+      return keepAlive('find backup', async () => readManifest(input.system, await resolve(input.system, input.backup)));
     },
 
     async listBackups(input: { system: string }): Promise<BackupSummary[]> {

@@ -11,7 +11,7 @@ import type { WorkloadRef } from '../src/adapters/kubernetes/index.ts';
 import { NotFoundError } from '../src/errors.ts';
 import type { RolloutStatus } from '../src/domain/rollout.ts';
 import type { PodsReadyStatus } from '../src/adapters/kubernetes/workloads.ts';
-import { startHeartbeats, type WaitProgress } from './progress.ts';
+import { keepAlive, startHeartbeats, type WaitProgress } from './progress.ts';
 
 export interface KubernetesDeps {
   systems: Systems;
@@ -52,6 +52,15 @@ export function kubernetesActivities({ systems }: KubernetesDeps) {
     }
   }
 
+  async function ifPresent<T, A>(absentOk: boolean | undefined, fn: () => Promise<T>, absent: A): Promise<T | A> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (absentOk && err instanceof NotFoundError) return absent;
+      throw err;
+    }
+  }
+
   return {
     /** Each configured workload as it is now; fails at once, naming it, if one does not exist. */
     async describeWorkloads(input: { system: string }): Promise<WorkloadState[]> {
@@ -69,12 +78,15 @@ export function kubernetesActivities({ systems }: KubernetesDeps) {
     },
 
     /** Scales down, recording the count to restore on the workload itself (see Workloads.scaleRemembering). */
-    async scaleWorkloadDown(input: WorkloadInput & { replicas: number; owner: string }): Promise<{ previous: number }> {
-      return workloadsOf(input.system).scaleRemembering(resolve(input), input.replicas, input.owner);
+    /** `absentOk`: a workload that does not exist yet (a recovery into new infrastructure) is left alone, reported absent. */
+    async scaleWorkloadDown(input: WorkloadInput & { replicas: number; owner: string; absentOk?: boolean }): Promise<{ previous: number; absent?: boolean }> {
+      const scale = () => workloadsOf(input.system).scaleRemembering(resolve(input), input.replicas, input.owner);
+      return keepAlive(`scale ${input.workload}`, () => ifPresent(input.absentOk, scale, { previous: 0, absent: true }));
     },
 
-    async scaleWorkloadBack(input: WorkloadInput & { owner: string }): Promise<{ replicas: number; changed: boolean }> {
-      return workloadsOf(input.system).scaleBack(resolve(input), input.owner);
+    async scaleWorkloadBack(input: WorkloadInput & { owner: string; absentOk?: boolean }): Promise<{ replicas: number; changed: boolean }> {
+      const scaleBack = () => workloadsOf(input.system).scaleBack(resolve(input), input.owner);
+      return keepAlive(`scale back ${input.workload}`, () => ifPresent(input.absentOk, scaleBack, { replicas: 0, changed: false }));
     },
 
     async setWorkloadImages(input: WorkloadInput & { images: Record<string, string>; changeCause?: string }) {
@@ -83,7 +95,7 @@ export function kubernetesActivities({ systems }: KubernetesDeps) {
 
     /** `at` comes from the workflow, so a retry stamps the same value and restarts nothing twice. */
     async restartWorkload(input: WorkloadInput & { at: string }): Promise<{ changed: boolean }> {
-      return workloadsOf(input.system).restart(resolve(input), input.at);
+      return keepAlive(`restart ${input.workload}`, () => workloadsOf(input.system).restart(resolve(input), input.at));
     },
 
     async undoRollout(input: WorkloadInput & { toRevision?: number }): Promise<{ revision: number }> {

@@ -30,3 +30,17 @@ export function startHeartbeats(progress: Progress): () => void {
     ctx.heartbeat({ ...progress });
   };
 }
+
+/**
+ * Heartbeats while `fn` runs, for short activities a crash-sensitive
+ * procedure (disaster recovery) runs with a heartbeat timeout: a worker that
+ * dies mid-call is noticed in seconds instead of at the start-to-close timeout.
+ */
+export async function keepAlive<T>(step: string, fn: () => Promise<T>): Promise<T> {
+  const stop = startHeartbeats({ step, message: 'working' });
+  try {
+    return await fn();
+  } finally {
+    stop();
+  }
+}

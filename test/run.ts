@@ -30,9 +30,9 @@ const bed = await startBed({ dir });
 const bundle = await writeWorkflowBundle(join(dir, 'workflow-bundle.js'));
 process.stderr.write(`[test] bed and workflow bundle ready in ${Date.now() - started} ms (${dir})\n`);
 
-// A test that hangs fails after 5 minutes instead of holding CI to its limit.
+// A test file that hangs fails after 10 minutes instead of holding CI to its limit.
 const code = await new Promise<number>((resolve) => {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=300000', '--test-reporter=spec', ...files], {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=600000', '--test-reporter=spec', ...files], {
     cwd: REPO_ROOT,
     stdio: 'inherit',
     env: { ...process.env, ...bed.env, OPSFLOW_WORKFLOW_BUNDLE: bundle, OPSFLOW_TEST_DIR: dir },

@@ -45,6 +45,16 @@ export const watch: ActivityOptions = {
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes },
 };
 
+/**
+ * For activities that heartbeat while they run (activities/progress.ts):
+ * a worker that dies mid-call is noticed within 10 s instead of at the
+ * start-to-close timeout. Recovery runs its steps this way, so a crash at
+ * any step costs seconds.
+ */
+export function watched(options: ActivityOptions): ActivityOptions {
+  return { ...options, heartbeatTimeout: '10s' };
+}
+
 export function activities(options: ActivityOptions) {
   return proxyActivities<Activities>(options);
 }

@@ -22,16 +22,17 @@
  * Workflow ID `recover/<system>`: one restore or recovery of a system at a time.
  */
 import { ApplicationFailure } from '@temporalio/workflow';
-import { activities, change, quick, watch } from './activityOptions.ts';
+import { activities, change, quick, watch, watched } from './activityOptions.ts';
 import { awaitApproval } from './approval.ts';
 import { commitAll, planSetRestore, stageAll, swapInAll } from './recovery.ts';
 import { inPod } from './restore.ts';
 import { compensate, failRun, parseInput, RunTracker, runIdentity, type Compensation } from './run.ts';
 import { disasterRecoveryInputSchema, type DisasterRecoveryInput, type SetRestoreResult } from './shared.ts';
 
-const { recoveryWorkloads, recoveryHealth } = activities(quick);
-const { scaleWorkloadDown, scaleWorkloadBack, restartWorkload, switchTraffic } = activities(change);
-const { waitForPodsReady } = activities(watch);
+// Each heartbeats while it runs: a worker that dies at any step is noticed within seconds.
+const { recoveryWorkloads, recoveryHealth } = activities(watched(quick));
+const { scaleWorkloadDown, scaleWorkloadBack, restartWorkload, switchTraffic } = activities(watched(change));
+const { waitForPodsReady } = activities(watched(watch));
 
 export async function disasterRecovery(rawInput: DisasterRecoveryInput): Promise<SetRestoreResult> {
   const input = parseInput(disasterRecoveryInputSchema, rawInput);
@@ -50,14 +51,22 @@ export async function disasterRecovery(rawInput: DisasterRecoveryInput): Promise
     const approvedBy = await awaitApproval(run, plan, input);
 
     const set = { system, setSystem: plan.from, manifest, tag: firstRunId };
-    const direct = components.filter((c) => !inPod(c));
+    // Kubernetes objects last: workloads they create (new infrastructure) start with their data in place.
+    const direct = [...components.filter((c) => !inPod(c) && c.kind !== 'kubernetes'), ...components.filter((c) => !inPod(c) && c.kind === 'kubernetes')];
     const throughPods = components.filter((c) => inPod(c));
     const restored = await stageAll(run, set, direct, compensations);
 
     compensations.unshift({ name: 'scale back (compensation)', undo: () => scaleAllBack(workloads) });
     await run.step('scale-down', async () => {
-      for (const workload of workloads) await scaleWorkloadDown({ system, workload, replicas: 0, owner: workflowId });
-    }, () => `${workloads.join(', ')} at 0`);
+      const absent: string[] = [];
+      for (const workload of workloads) {
+        if ((await scaleWorkloadDown({ system, workload, replicas: 0, owner: workflowId, absentOk: true })).absent) absent.push(workload);
+      }
+      return absent;
+    }, (absent) => {
+      const scaled = workloads.filter((w) => !absent.includes(w));
+      return [scaled.length ? `${scaled.join(', ')} at 0` : '', absent.length ? `${absent.join(', ')} not there yet (new infrastructure)` : ''].filter(Boolean).join('; ');
+    });
 
     await swapInAll(run, set, direct, compensations);
     await run.step('scale-back', () => scaleAllBack(workloads));
@@ -95,7 +104,7 @@ export async function disasterRecovery(rawInput: DisasterRecoveryInput): Promise
   }
 
   async function scaleAllBack(workloads: string[]): Promise<void> {
-    for (const workload of workloads) await scaleWorkloadBack({ system, workload, owner: workflowId });
+    for (const workload of workloads) await scaleWorkloadBack({ system, workload, owner: workflowId, absentOk: true });
   }
 }
 

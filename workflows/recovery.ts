@@ -8,13 +8,13 @@
  */
 import { ApplicationFailure } from '@temporalio/workflow';
 import type { Component, Manifest } from '../src/domain/manifest.ts';
-import { activities, change, quick, transfer } from './activityOptions.ts';
+import { activities, change, quick, transfer, watched } from './activityOptions.ts';
 import type { Compensation, RunTracker } from './run.ts';
 import type { SetRestorePlan } from './shared.ts';
 
-const { findBackup } = activities(quick);
+const { findBackup } = activities(watched(quick));
 const { stageComponent, verifyComponent } = activities(transfer);
-const { swapInComponent, swapBackComponent, discardComponent } = activities(change);
+const { swapInComponent, swapBackComponent, discardComponent } = activities(watched(change));
 
 export interface SetRestore {
   /** The system whose places are written. */

@@ -3,12 +3,16 @@
  * Deployments, Services…) as JSON lines, one canonical manifest a line. A
  * restore applies them server-side into the target system's namespace (names
  * mapped); what they replace is exported first and kept, encrypted like the
- * set, until the restore commits, so a failed recovery re-applies it.
+ * set, until the restore commits, so a failed recovery re-applies it and
+ * deletes what the restore created. Workloads that exist keep their live
+ * replica count: scaling is the recovery's business (it holds them at 0).
+ * Verification applies the objects into a scratch namespace, with nothing
+ * able to run, reads them back, and deletes the namespace.
  */
 import type { Readable } from 'node:stream';
 import type { Manifest as KubeManifest } from '../../src/adapters/kubernetes/objects.ts';
 import { IntegrityError } from '../../src/errors.ts';
-import { restoreScratchPrefix } from '../../src/domain/names.ts';
+import { restoreScratchPrefix, scratchNamespaceName } from '../../src/domain/names.ts';
 import { consumeDownload, downloadArtifact, uploadArtifact, type StoredArtifact } from '../artifacts.ts';
 import type { ComponentOf, ConfigOf, Driver, DriverContext } from './driver.ts';
 
@@ -50,6 +54,44 @@ async function readObjects(ctx: DriverContext, component: KubernetesComponent): 
     }
   }
   return manifests;
+}
+
+const WORKLOAD_KINDS = new Set(['Deployment', 'StatefulSet']);
+const identity = (m: KubeManifest) => `${m.kind}/${m.metadata.name}`;
+
+/** The set's workloads that exist already get their live replica count, so applying them starts nothing. */
+async function withLiveReplicas(ctx: DriverContext, namespace: string, manifests: KubeManifest[]): Promise<KubeManifest[]> {
+  const kinds = [...new Set(manifests.map((m) => m.kind).filter((k) => WORKLOAD_KINDS.has(k)))];
+  if (!kinds.length) return manifests;
+  const live = await ctx.systems.kubernetes(ctx.system).objects.exportNamespace(namespace, { kinds, signal: ctx.signal }).catch(() => []);
+  const liveReplicas = new Map(live.map((m) => [identity(m), (m.spec as { replicas?: number } | undefined)?.replicas]));
+  return manifests.map((m) => {
+    const replicas = liveReplicas.get(identity(m));
+    return replicas === undefined ? m : { ...m, spec: { ...(m.spec as object), replicas } };
+  });
+}
+
+/**
+ * A copy that can sit in a scratch namespace without running or exposing
+ * anything: workloads at 0 replicas, CronJobs suspended, DaemonSets on no
+ * node, Services without a load balancer.
+ */
+function inert(m: KubeManifest): KubeManifest {
+  const spec = { ...(m.spec as Record<string, unknown> | undefined) };
+  if (WORKLOAD_KINDS.has(m.kind)) spec.replicas = 0;
+  else if (m.kind === 'CronJob') spec.suspend = true;
+  else if (m.kind === 'DaemonSet') {
+    const template = structuredClone((spec.template ?? {}) as { spec?: Record<string, unknown> });
+    template.spec = { ...template.spec, nodeSelector: { 'opsflow.dev/verify': 'no-node' } };
+    spec.template = template;
+  } else if (m.kind === 'Service' && spec.type === 'LoadBalancer') spec.type = 'ClusterIP';
+  else return m; // an HorizontalPodAutoscaler never scales a workload up from 0
+  return { ...m, spec };
+}
+
+/** What verification compares exactly: configuration's data; every other object must be there by name. */
+function payload(m: KubeManifest): string | undefined {
+  return m.kind === 'ConfigMap' || m.kind === 'Secret' ? JSON.stringify([m.data ?? {}, m.binaryData ?? {}, m.stringData ?? {}]) : undefined;
 }
 
 function targetNamespace(ctx: DriverContext): string {
@@ -94,15 +136,22 @@ export const kubernetesDriver: Driver<'kubernetes'> = {
       const stored = await uploadArtifact(keep, jsonLines(current), Promise.resolve(), { ...ctx.artifacts, progress });
       await ctx.artifacts.store.putJson(`${keep}.json`, stored);
     }
-    await objects.apply(await readObjects(ctx, component), { namespace, createNamespace: true, signal: ctx.signal });
+    const manifests = await withLiveReplicas(ctx, namespace, await readObjects(ctx, component));
+    await objects.apply(manifests, { namespace, createNamespace: true, signal: ctx.signal });
   },
 
-  async swapBack(ctx, _component, config, tag) {
+  async swapBack(ctx, component, config, tag) {
     const keep = previousKey(ctx, config, tag);
     if (!(await ctx.artifacts.store.head(`${keep}.json`))) return; // never swapped in
     const stored = (await ctx.artifacts.store.getJson(`${keep}.json`)) as StoredArtifact;
     const previous = await consumeDownload(downloadArtifact(stored, ctx.artifacts), (s) => parseLines(s, keep));
-    if (previous.length) await ctx.systems.kubernetes(ctx.system).objects.apply(previous, { namespace: targetNamespace(ctx), signal: ctx.signal });
+    const objects = ctx.systems.kubernetes(ctx.system).objects;
+    const namespace = targetNamespace(ctx);
+    if (previous.length) await objects.apply(await withLiveReplicas(ctx, namespace, previous), { namespace, signal: ctx.signal });
+    // What the restore created (in the set, not there before) goes again.
+    const existed = new Set(previous.map(identity));
+    const created = (await readObjects(ctx, component)).filter((m) => !existed.has(identity(m)));
+    await objects.remove(created, { namespace, signal: ctx.signal });
   },
 
   async discard(ctx, _component, config, tag) {
@@ -112,6 +161,20 @@ export const kubernetesDriver: Driver<'kubernetes'> = {
 
   async verify(ctx, component) {
     const manifests = await readObjects(ctx, component);
-    return `${manifests.length} objects read back, counts per kind as in the manifest`;
+    const objects = ctx.systems.kubernetes(ctx.system).objects;
+    const scratch = scratchNamespaceName(targetNamespace(ctx), component.key);
+    try {
+      await objects.apply(manifests.map(inert), { namespace: scratch, createNamespace: true, signal: ctx.signal });
+      const kinds = Object.keys(component.objects);
+      const applied = new Map((await objects.exportNamespace(scratch, { kinds, signal: ctx.signal })).map((m) => [identity(m), m]));
+      for (const m of manifests) {
+        const back = applied.get(identity(m));
+        if (!back) throw new IntegrityError(`${component.name}: ${identity(m)} is missing after applying the set into ${scratch}`);
+        if (payload(back) !== payload(m)) throw new IntegrityError(`${component.name}: ${identity(m)} reads back with other data than the set holds`);
+      }
+      return `${manifests.length} objects applied into scratch namespace ${scratch} and read back, configuration data equal`;
+    } finally {
+      await objects.deleteNamespace(scratch, { signal: ctx.signal });
+    }
   },
 };

@@ -71,6 +71,11 @@ export function scratchDatabaseName(live: string, runId: string): string {
   return `${live.slice(0, 47)}_verify_${shortHash(runId)}`;
 }
 
+/** A scratch namespace for verifying a set's Kubernetes objects: deleted when it is done. */
+export function scratchNamespaceName(live: string, runId: string): string {
+  return `${live.slice(0, 47)}-verify-${shortHash(runId)}`;
+}
+
 /** Where a restore keeps what it replaced (Kubernetes objects) until it commits. */
 export function restoreScratchPrefix(prefix: string, system: string, tag: string): string {
   return `${systemPrefix(prefix, system)}restores/${tag}/`;

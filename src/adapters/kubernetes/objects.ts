@@ -333,6 +333,49 @@ export class KubernetesObjects {
     return result;
   }
 
+  /** Deletes these objects from `namespace` (their own without it); one already gone is not an error. Returns how many were deleted. */
+  async remove(manifests: Manifest[], options: { namespace?: string; signal?: AbortSignal } = {}): Promise<number> {
+    let deleted = 0;
+    for (const m of manifests) {
+      options.signal?.throwIfAborted();
+      const namespace = options.namespace ?? m.metadata.namespace;
+      const ref = { apiVersion: m.apiVersion, kind: m.kind, metadata: { name: m.metadata.name, namespace } };
+      try {
+        await this.api.delete(ref, undefined, undefined, undefined, undefined, 'Background');
+        deleted++;
+      } catch (err) {
+        if (statusOf(err) !== 404) throw this.error(err, `cannot delete ${describe(ref as Manifest)}`);
+      }
+    }
+    return deleted;
+  }
+
+  /**
+   * Deletes a namespace and waits until the namespace controller has removed
+   * it and everything in it; one that does not exist is not an error.
+   */
+  async deleteNamespace(namespace: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<void> {
+    checkNamespace(namespace, 'namespace');
+    try {
+      await this.core.deleteNamespace({ name: namespace });
+    } catch (err) {
+      if (statusOf(err) === 404) return;
+      throw this.error(err, `cannot delete namespace ${namespace}`);
+    }
+    const deadline = Date.now() + (options.timeoutMs ?? 120_000);
+    for (;;) {
+      options.signal?.throwIfAborted();
+      try {
+        await this.core.readNamespace({ name: namespace });
+      } catch (err) {
+        if (statusOf(err) === 404) return;
+        throw this.error(err, `cannot read namespace ${namespace}`);
+      }
+      if (Date.now() > deadline) throw new ConflictError(`namespace ${namespace} is still terminating after ${Math.round((options.timeoutMs ?? 120_000) / 1000)} s`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+
   // ── internals ────────────────────────────────────────────────────────────
 
   /** A copy ready to apply: checked, in its target namespace, without what only the server may set. */

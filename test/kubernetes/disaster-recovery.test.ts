@@ -1,0 +1,413 @@
+/**
+ * Disaster recovery of a sample system on the whole bed: real Temporal,
+ * PostgreSQL, Redis, MinIO, and a real control plane whose kwok pods run
+ * `exec` commands on this machine (so a directory "in the pod" is real). The
+ * system (shaped like MindSwarm's: configuration objects, runtime files in
+ * the pod, data files, database, Redis) has an application stand-in: an HTTP
+ * server whose /health reads the restored database and Redis, and whose
+ * /ready the test can fail.
+ *
+ * Shown: a recovery with the worker killed at every step in turn ends with
+ * every component equal to the set, the Deployment back at 3 Ready replicas,
+ * the health checks passed and the traffic webhook called once; a failure
+ * after every component was swapped in (readiness fails) puts the live system
+ * back exactly as it was, objects the restore created deleted; a drill leaves
+ * no scratch namespace, database or keys and records RTO and RPO; recovery
+ * into new infrastructure (Claude Flow's case: a namespace with nothing in it)
+ * creates the workloads from the set, restores the data, verifies and
+ * switches traffic.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { WorkflowFailedError } from '@temporalio/client';
+import { Redis } from 'ioredis';
+import { startKubernetes, type KubernetesBed } from '../../deploy/bed/kubernetes/cluster.ts';
+import { Kubernetes } from '../../src/adapters/kubernetes/index.ts';
+import { SCALED_BY_ANNOTATION } from '../../src/adapters/kubernetes/workloads.ts';
+import { treeDigest } from '../../src/adapters/files.ts';
+import type { OpsflowClient } from '../../src/client.ts';
+import { innermostMessage } from '../../src/errors.ts';
+import { bedEnv, bedStore, client, startWorker, testSetup, type TestSetup, type WorkerProcess } from '../support/bed.ts';
+import { createSampleDatabase, dropDatabase, sql, tableChecksums } from '../support/data.ts';
+import { testDeployment } from '../support/kubernetes.ts';
+
+const DB = 'dr_app';
+const FLOW_DB = 'dr_flow';
+const namespace = 'swarm';
+const flowNamespace = 'flow-new';
+const redis = { live: 11, staging: 12, flowLive: 13, flowStaging: 14 };
+const redisUrl = (db: number) => `redis://127.0.0.1:${bedEnv('BED_REDIS_PORT')}/${db}`;
+
+let dir: string;
+let bed: KubernetesBed;
+let kube: Kubernetes;
+let apps: AppsV1Api;
+let core: CoreV1Api;
+let setup: TestSetup;
+let opsflow: OpsflowClient;
+let worker: WorkerProcess;
+let workerEnv: Record<string, string>;
+const workers: WorkerProcess[] = [];
+
+/** The application stand-in: healthy when its database and Redis answer; ready unless the test says not. */
+const app = { failReady: false, server: undefined as Server | undefined, port: 0 };
+/** The traffic switch: every call's idempotency key. */
+const webhook = { calls: [] as string[], server: undefined as Server | undefined, port: 0 };
+
+const places = (root: string) => ({ data: join(root, 'data'), runtime: join(root, 'exec', 'runtime') });
+let swarm: ReturnType<typeof places>;
+let flow: ReturnType<typeof places>;
+
+async function listen(handler: Parameters<typeof createServer>[1]): Promise<{ server: Server; port: number }> {
+  const server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
+/** /health/<db>/<redis db>: the restored data is there and readable. */
+async function healthOf(db: string, redisDb: number): Promise<boolean> {
+  const [row] = await sql<{ n: string }>(db, 'SELECT count(*) AS n FROM app.documents');
+  const r = new Redis(redisUrl(redisDb), { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    return Number(row?.n) > 0 && (await r.get('app:schema')) !== null;
+  } finally {
+    r.disconnect();
+  }
+}
+
+function systemConfig(ns: string, root: ReturnType<typeof places>, live: number, staging: number, db: string, redisEnv: string) {
+  return {
+    redis: { url: { env: redisEnv } },
+    kubernetes: { kubeconfig: bed.kubeconfigPath, namespace: ns, workloads: [{ kind: 'Deployment', name: 'api' }], readyTimeoutSeconds: 120 },
+    backup: {
+      components: [
+        { kind: 'kubernetes', name: 'config', kinds: ['ConfigMap', 'Secret', 'Service', 'Deployment'] },
+        { kind: 'files', name: 'runtime', path: root.runtime, pod: { workload: 'api' } },
+        { kind: 'files', name: 'data', path: root.data },
+        { kind: 'postgres' },
+        { kind: 'redis', name: 'cache', mode: 'snapshot', stagingDb: staging },
+      ],
+    },
+    recovery: {
+      health: [
+        { name: 'health', url: `http://127.0.0.1:${app.port}/health/${db}/${live}` },
+        { name: 'ready', url: `http://127.0.0.1:${app.port}/ready` },
+      ],
+      trafficSwitch: { webhook: { env: 'DR_WEBHOOK' } },
+    },
+  };
+}
+
+// ---------------------------------------------------------------- the live data and its fingerprint
+
+function fillFiles(root: ReturnType<typeof places>): void {
+  for (const path of Object.values(root)) rmSync(path, { recursive: true, force: true });
+  mkdirSync(join(root.data, 'checkpoints'), { recursive: true });
+  for (let i = 0; i < 20; i++) writeFileSync(join(root.data, 'checkpoints', `cp-${i}.bin`), randomBytes(2000 + i));
+  writeFileSync(join(root.data, 'state.json'), '{"epoch": 7}');
+  mkdirSync(join(root.runtime, 'agents'), { recursive: true });
+  writeFileSync(join(root.runtime, 'agents', 'registry.json'), '{"agents": 12}');
+  writeFileSync(join(root.runtime, 'start.sh'), '#!/bin/sh\n');
+  chmodSync(join(root.runtime, 'start.sh'), 0o755);
+}
+
+async function fillRedis(db: number): Promise<void> {
+  const r = new Redis(redisUrl(db));
+  await r.flushdb();
+  const p = r.pipeline();
+  p.set('app:schema', 'v3');
+  for (let i = 0; i < 300; i++) p.set(`session:${i}`, `user ${i}`, 'EX', 7200);
+  p.hset('agents', { planner: 'up', coder: 'up' });
+  await p.exec();
+  r.disconnect();
+}
+
+async function createObjects(ns: string): Promise<void> {
+  await core.createNamespace({ body: { metadata: { name: ns } } });
+  await kube.objects.writeConfigMap(ns, 'app-config', { 'LOG_LEVEL': 'info', 'app.yaml': 'workers: 4\n' });
+  await kube.objects.writeConfigMap(ns, 'feature-flags', { beta: 'on' });
+  await kube.objects.writeSecret(ns, 'app-secrets', { JWT_SECRET: 'jwt-secret-value', DB_PASSWORD: 'db-password-value' });
+  await core.createNamespacedService({ namespace: ns, body: { metadata: { name: 'api' }, spec: { selector: { app: 'api' }, ports: [{ port: 80, targetPort: 8080 }] } } });
+  await apps.createNamespacedDeployment({ namespace: ns, body: testDeployment('api', 'example/api:v1', 3) });
+}
+
+/** Every key's serialized value, and whether it expires; expiry times themselves go to `expiries`. */
+async function redisFingerprint(db: number, expiries: Map<string, number>): Promise<Record<string, string>> {
+  const r = new Redis(redisUrl(db));
+  const out: Record<string, string> = {};
+  for (const key of (await r.keys('*')).sort()) {
+    const pttl = await r.pttl(key);
+    if (pttl > 0) expiries.set(key, Date.now() + pttl);
+    out[key] = `${(await r.dumpBuffer(key))!.toString('hex')}${pttl > 0 ? ' expires' : ''}`;
+  }
+  r.disconnect();
+  return out;
+}
+
+async function objectsFingerprint(ns: string): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  // A Service's cluster IP is the cluster's to allocate; its ports are what was configured.
+  for (const m of await kube.objects.exportNamespace(ns, { kinds: ['ConfigMap', 'Secret', 'Service'] })) out[`${m.kind}/${m.metadata.name}`] = m.data ?? (m.spec as { ports: unknown }).ports;
+  return out;
+}
+
+async function fingerprint(ns = namespace, root = swarm, db = DB, live = redis.live) {
+  const expiries = new Map<string, number>();
+  const state = {
+    tables: await tableChecksums(db),
+    redis: await redisFingerprint(live, expiries),
+    data: (await treeDigest(root.data)).sha256,
+    runtime: (await treeDigest(root.runtime)).sha256,
+    objects: await objectsFingerprint(ns),
+  };
+  return { state, expiries };
+}
+
+type Fingerprint = Awaited<ReturnType<typeof fingerprint>>;
+
+/** Equal state, and every key's expiry at the same moment (within a second: a snapshot keeps absolute expiry times). */
+function assertSame(actual: Fingerprint, expected: Fingerprint, what: string): void {
+  assert.deepEqual(actual.state, expected.state, what);
+  for (const [key, at] of expected.expiries) {
+    assert.ok(Math.abs(actual.expiries.get(key)! - at) < 1000, `${what}: expiry of ${key} off by ${actual.expiries.get(key)! - at} ms`);
+  }
+}
+
+/** Changes every component, so a recovery has something to undo; deletes an object the set has. */
+async function changeEverything(tag: string): Promise<void> {
+  await sql(DB, `DELETE FROM app.documents WHERE id % 4 = 0; INSERT INTO audit.events (kind, at) VALUES ('${tag}', now())`);
+  const r = new Redis(redisUrl(redis.live));
+  await r.del('session:1', 'session:2');
+  await r.set(`after:${tag}`, '1');
+  r.disconnect();
+  writeFileSync(join(swarm.data, 'state.json'), `{"epoch": "${tag}"}`);
+  rmSync(join(swarm.data, 'checkpoints', 'cp-3.bin'));
+  writeFileSync(join(swarm.runtime, 'agents', 'registry.json'), `{"agents": "${tag}"}`);
+  await kube.objects.writeConfigMap(namespace, 'app-config', { LOG_LEVEL: tag }, { replace: true });
+  await kube.objects.remove([{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'feature-flags' } }], { namespace });
+}
+
+async function deploymentState(ns = namespace) {
+  const d = await apps.readNamespacedDeployment({ namespace: ns, name: 'api' });
+  return { replicas: d.spec?.replicas, held: d.metadata?.annotations?.[SCALED_BY_ANNOTATION] };
+}
+
+/** Databases, Redis keys and directories a restore makes beside the live data: none may be left. */
+async function leftovers(db: string, root: ReturnType<typeof places>, staging: number): Promise<string[]> {
+  const dbs = await sql<{ datname: string }>('postgres', `SELECT datname FROM pg_database WHERE datname LIKE $1 AND datname !~ '_old_'`, [`${db}_%`]);
+  const r = new Redis(redisUrl(staging));
+  const keys = await r.dbsize();
+  r.disconnect();
+  const siblings = (path: string) => readdirSync(join(path, '..')).filter((n) => n.startsWith(`${path.split('/').pop()}.`));
+  return [...dbs.map((d) => `database ${d.datname}`), ...(keys ? [`${keys} keys in Redis db ${staging}`] : []), ...siblings(root.data), ...siblings(root.runtime)];
+}
+
+async function dropRetired(db: string): Promise<void> {
+  for (const { datname } of await sql<{ datname: string }>('postgres', `SELECT datname FROM pg_database WHERE datname LIKE $1`, [`${db}_old_%`])) await dropDatabase(datname);
+}
+
+// ---------------------------------------------------------------- bed
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'opsflow-k8s-dr-'));
+  swarm = places(join(dir));
+  flow = places(join(dir, 'flow'));
+  bed = await startKubernetes({ dir, localExec: true });
+  kube = Kubernetes.connect({ kubeconfig: bed.kubeconfigPath });
+  apps = kube.kc.makeApiClient(AppsV1Api);
+  core = kube.kc.makeApiClient(CoreV1Api);
+
+  ({ server: app.server, port: app.port } = await listen((req, res) => {
+    const [, what, db, redisDb] = (req.url ?? '').split('/');
+    const answer = (ok: boolean) => res.writeHead(ok ? 200 : 503).end(ok ? 'ok' : 'not ok');
+    if (what === 'ready') return answer(!app.failReady);
+    healthOf(db!, Number(redisDb)).then(answer, () => answer(false));
+  }));
+  ({ server: webhook.server, port: webhook.port } = await listen((req, res) => {
+    webhook.calls.push(String(req.headers['idempotency-key']));
+    req.resume().on('end', () => res.writeHead(204).end());
+  }));
+
+  await createObjects(namespace);
+  await createSampleDatabase(DB, 5000);
+  await fillRedis(redis.live);
+  fillFiles(swarm);
+  setup = testSetup('dr', { swarm: DB, flow: FLOW_DB }, {
+    swarm: systemConfig(namespace, swarm, redis.live, redis.staging, DB, 'SWARM_REDIS_URL'),
+    flow: systemConfig(flowNamespace, flow, redis.flowLive, redis.flowStaging, FLOW_DB, 'FLOW_REDIS_URL'),
+  });
+  workerEnv = { SWARM_REDIS_URL: redisUrl(redis.live), FLOW_REDIS_URL: redisUrl(redis.flowLive), DR_WEBHOOK: `http://127.0.0.1:${webhook.port}/switch` };
+  opsflow = await client(setup);
+  worker = await startWorker(setup, workerEnv);
+  workers.push(worker);
+  await kube.workloads.waitForPodsReady({ kind: 'Deployment', namespace, name: 'api' }, { timeoutMs: 60_000 });
+});
+
+after(async () => {
+  await opsflow?.close();
+  for (const w of workers) await w.stop();
+  await bed?.stop();
+  app.server?.close();
+  webhook.server?.close();
+  for (const db of [DB, FLOW_DB]) {
+    await dropDatabase(db);
+    await dropRetired(db);
+  }
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * Follows the run's history as it is written and kills the worker (SIGKILL)
+ * the moment each activity is scheduled, then starts a new one: every step
+ * in turn loses its worker, before, during or just after its call. Returns
+ * the steps, as "<activity> <component or workload>".
+ */
+async function killingAtEveryStep(workflowId: string): Promise<string[]> {
+  const killedAt: string[] = [];
+  let nextPageToken: Uint8Array | undefined;
+  for (;;) {
+    const page = await opsflow.temporal.workflowService.getWorkflowExecutionHistory({ namespace: 'default', execution: { workflowId }, waitNewEvent: true, nextPageToken });
+    for (const event of page.history?.events ?? []) {
+      const scheduled = event.activityTaskScheduledEventAttributes;
+      if (!scheduled) continue;
+      const [input] = (scheduled.input?.payloads ?? []).map((p) => JSON.parse(Buffer.from(p.data!).toString()) as { component?: { name: string }; workload?: string });
+      killedAt.push([scheduled.activityType?.name, input?.component?.name ?? input?.workload].filter(Boolean).join(' '));
+      await worker.kill();
+      worker = await startWorker(setup, workerEnv);
+      workers.push(worker);
+    }
+    if (!page.nextPageToken?.length) return killedAt; // the run is closed
+    nextPageToken = page.nextPageToken;
+  }
+}
+
+describe('disaster recovery of a sample system on the bed', () => {
+  let backupId: string;
+  let expected: Fingerprint;
+
+  it('backs up the whole system as one set', async () => {
+    expected = await fingerprint();
+    const run = await opsflow.startBackup({ system: 'swarm' });
+    const result = await run.result();
+    backupId = result.backupId;
+    assert.deepEqual(result.manifest!.components.map((c) => c.name), ['config', 'runtime', 'data', 'postgres', 'cache']);
+  });
+
+  it('recovers every component with the worker killed at every step in turn', { timeout: 540_000 }, async () => {
+    await changeEverything('before-dr');
+    const changed = await fingerprint();
+    for (const part of ['tables', 'redis', 'data', 'runtime', 'objects'] as const) assert.notDeepEqual(changed.state[part], expected.state[part], `${part} changed`);
+    webhook.calls.length = 0;
+
+    const started = Date.now();
+    const run = await opsflow.startDisasterRecovery({ system: 'swarm', backup: backupId, approved: true });
+    const killedAt = await killingAtEveryStep(run.workflowId);
+    const result = await run.result();
+    const wallSeconds = (Date.now() - started) / 1000;
+    process.stderr.write(`[dr] ${killedAt.length} kills, at: ${killedAt.join(' | ')}; ${wallSeconds.toFixed(1)} s wall, RTO reported ${result.rtoSeconds} s\n`);
+
+    const expectedSteps = [
+      'findBackup', 'recoveryWorkloads',
+      ...['data', 'postgres', 'cache', 'config'].map((c) => `stageComponent ${c}`),
+      'scaleWorkloadDown api',
+      ...['data', 'postgres', 'cache', 'config'].map((c) => `swapInComponent ${c}`),
+      'scaleWorkloadBack api', 'waitForPodsReady api',
+      'stageComponent runtime', 'swapInComponent runtime', 'restartWorkload api', 'waitForPodsReady api',
+      'recoveryHealth', 'switchTraffic',
+      ...['config', 'runtime', 'data', 'postgres', 'cache'].map((c) => `discardComponent ${c}`),
+    ];
+    // Each step killed once at least; one whose activity was running when killed ran again.
+    assert.deepEqual([...new Set(killedAt)], [...new Set(expectedSteps)], 'the worker was killed at every step, in order');
+    assertSame(await fingerprint(), expected, 'every component as in the set');
+    assert.deepEqual(await deploymentState(), { replicas: 3, held: undefined });
+    await kube.workloads.waitForPodsReady({ kind: 'Deployment', namespace, name: 'api' }, { timeoutMs: 60_000 });
+    assert.equal(result.dryRun, false);
+    assert.ok(result.health?.every((h) => h.ok), 'health checks passed');
+    assert.equal(result.trafficSwitched, true);
+    assert.deepEqual([...new Set(webhook.calls)], [run.workflowId], 'one switch, keyed by the run (a repeat carries the same key)');
+    assert.deepEqual(await leftovers(DB, swarm, redis.staging), []);
+    assert.ok(result.rtoSeconds! > 0 && result.rpoSeconds! >= 0);
+    await dropRetired(DB);
+  });
+
+  it('a failure after every component was swapped in puts the live system back as it was, and says so', async () => {
+    await changeEverything('before-failed-dr');
+    const before = await fingerprint();
+    assert.equal('ConfigMap/feature-flags' in before.state.objects, false);
+    app.failReady = true;
+    try {
+      const run = await opsflow.startDisasterRecovery({ system: 'swarm', backup: backupId, approved: true });
+      await assert.rejects(run.result(), (err: unknown) => {
+        assert.ok(err instanceof WorkflowFailedError);
+        assert.match(innermostMessage(err), /health checks failed after recovery: ready/);
+        return true;
+      });
+      const status = await opsflow.status(run.workflowId);
+      const compensated = status.steps.filter((s) => s.state === 'compensated').map((s) => s.name);
+      for (const c of ['put back postgres', 'put back cache', 'put back data', 'put back config', 'put back runtime', 'scale back (compensation)']) {
+        assert.ok(compensated.includes(c), `"${c}" ran (compensated: ${compensated.join(', ')})`);
+      }
+      assert.equal(status.phase, 'failed');
+    } finally {
+      app.failReady = false;
+    }
+    assertSame(await fingerprint(), before, 'the live system as it was before the recovery');
+    assert.deepEqual(await deploymentState(), { replicas: 3, held: undefined });
+    assert.deepEqual(await leftovers(DB, swarm, redis.staging), []);
+    await dropRetired(DB);
+  });
+
+  it('a drill restores the newest set into scratch places, leaves nothing behind, and records RTO and RPO', async () => {
+    const databasesBefore = (await sql<{ datname: string }>('postgres', 'SELECT datname FROM pg_database')).map((d) => d.datname).sort();
+    const namespacesBefore = (await core.listNamespace()).items.map((n) => n.metadata!.name).sort();
+    const run = await opsflow.startDrill({ system: 'swarm', backup: 'latest' });
+    const result = await run.result();
+    assert.equal(result.backupId, backupId);
+    assert.match(result.components.config!, /applied into scratch namespace swarm-verify-\w+ and read back, configuration data equal/);
+    assert.match(result.components.postgres!, /restored into dr_app_verify_/);
+    assert.ok(result.rtoSeconds >= 0 && result.rpoSeconds > 0);
+
+    assert.deepEqual((await sql<{ datname: string }>('postgres', 'SELECT datname FROM pg_database')).map((d) => d.datname).sort(), databasesBefore, 'no scratch database left');
+    assert.deepEqual((await core.listNamespace()).items.map((n) => n.metadata!.name).sort(), namespacesBefore, 'no scratch namespace left');
+    const record = await findDrillRecord();
+    assert.equal(record.backupId, backupId);
+    assert.equal(record.rtoSeconds, result.rtoSeconds);
+    assert.equal(record.rpoSeconds, result.rpoSeconds);
+    assert.equal(record.ok, true);
+  });
+
+  it('recovers into new infrastructure (an empty namespace, another database and Redis), verifies it and switches traffic', async () => {
+    await createSampleDatabase(FLOW_DB, 10); // the new database server's database: exists, holds nothing of the set
+    await core.createNamespace({ body: { metadata: { name: flowNamespace } } });
+    mkdirSync(flow.data, { recursive: true });
+    mkdirSync(flow.runtime, { recursive: true });
+    webhook.calls.length = 0;
+
+    const run = await opsflow.startDisasterRecovery({ system: 'flow', from: 'swarm', backup: backupId, approved: true });
+    const result = await run.result();
+    const steps = (await opsflow.status(run.workflowId)).steps;
+    assert.match(steps.find((s) => s.name === 'scale-down')!.detail!, /api not there yet \(new infrastructure\)/);
+
+    assertSame(await fingerprint(flowNamespace, flow, FLOW_DB, redis.flowLive), expected, 'the new place holds the set');
+    assert.equal((await deploymentState(flowNamespace)).replicas, 3);
+    await kube.workloads.waitForPodsReady({ kind: 'Deployment', namespace: flowNamespace, name: 'api' }, { timeoutMs: 60_000 });
+    assert.ok(result.health?.every((h) => h.ok));
+    assert.deepEqual(webhook.calls, [run.workflowId]);
+    assert.deepEqual(await leftovers(FLOW_DB, flow, redis.flowStaging), []);
+  });
+});
+
+async function findDrillRecord(): Promise<{ backupId: string; rtoSeconds: number; rpoSeconds: number; ok: boolean }> {
+  const store = bedStore();
+  const keys: string[] = [];
+  for await (const { key } of store.listKeys(`${setup.prefix}/swarm/drills/`)) keys.push(key);
+  assert.equal(keys.length, 1, `one drill record (${keys.join(', ')})`);
+  return (await store.getJson(keys[0]!)) as { backupId: string; rtoSeconds: number; rpoSeconds: number; ok: boolean };
+}
