@@ -4,6 +4,10 @@
  *
  *   postgres    backup; restore into a copy, a swap with approval, a failing
  *               restore (backup.json, restore-*.json)
+ *   sets        an encrypted set (PostgreSQL, Redis, files, SQLite): backup,
+ *               whole-set restore, verify, drill, retention dry run, disaster
+ *               recovery, and one whose health check fails and is put back
+ *               (set-*.json)
  *   kubernetes  a maintenance window ended early; deploys that complete (with
  *               a migration Job and a bake), are rolled back automatically (a
  *               bad image), are paused mid-bake and aborted (maintenance.json,
@@ -25,7 +29,7 @@ import { writeWorkflowBundle } from '../../workers/bundle.ts';
 import type { OpsflowClient } from '../../src/client.ts';
 import type { WorkerProcess } from '../support/bed.ts';
 
-const GROUPS = ['postgres', 'kubernetes'] as const;
+const GROUPS = ['postgres', 'sets', 'kubernetes'] as const;
 type Group = (typeof GROUPS)[number];
 const requested = process.argv.slice(2);
 for (const g of requested) if (!(GROUPS as readonly string[]).includes(g)) throw new Error(`unknown group ${g} (groups: ${GROUPS.join(', ')})`);
@@ -100,6 +104,63 @@ async function recordPostgres() {
   const failing = await opsflow.startRestore({ system: 'shop', into: 'record_copy' }); // exists now: conflict
   await failing.result().catch(() => undefined);
   await save('restore-conflict', failing);
+}
+
+async function recordSets() {
+  const { randomBytes } = await import('node:crypto');
+  const { mkdirSync, writeFileSync: write } = await import('node:fs');
+  const { createSampleDatabase, dropDatabase } = await import('../support/data.ts');
+  const { Redis } = await import('ioredis');
+  const files = join(dir, 'sets-data');
+  mkdirSync(files, { recursive: true });
+  write(join(files, 'state.json'), '{"epoch": 1}');
+  execFileSync('sqlite3', [join(dir, 'sets.db'), 'CREATE TABLE t (x); INSERT INTO t VALUES (1), (2);']);
+  const redisUrl = `redis://127.0.0.1:${bed.env.BED_REDIS_PORT}/3`;
+  const redis = new Redis(redisUrl);
+  await redis.mset('a', '1', 'b', '2');
+  redis.disconnect();
+  await createSampleDatabase('record_sets', 300);
+  cleanups.push(async () => { await dropDatabase('record_sets'); });
+  const sets = {
+    redis: { url: { env: 'SETS_REDIS_URL' } },
+    backup: {
+      components: [
+        { kind: 'postgres' },
+        { kind: 'redis', name: 'cache', stagingDb: 4 },
+        { kind: 'files', name: 'data', path: files },
+        { kind: 'sqlite', name: 'hive', path: join(dir, 'sets.db') },
+      ],
+      encryption: { current: 'k1', keys: { k1: { env: 'SETS_KEY' } } },
+      retention: { keepLast: 3, daily: 7 },
+      rpoTargetHours: 24,
+    },
+  };
+  // The same places, with a health check that fails: a recovery that is put back.
+  const broken = { ...sets, recovery: { health: [{ name: 'health', url: 'http://127.0.0.1:9/health', timeoutMs: 500 }] } };
+  const setup = testSetup('record-sets', { sets: 'record_sets', broken: 'record_sets' }, { sets, broken });
+  const worker = await startWorker(setup, { OPSFLOW_WORKFLOW_BUNDLE: bundle, SETS_REDIS_URL: redisUrl, SETS_KEY: randomBytes(32).toString('base64') });
+  cleanups.push(() => worker.stop());
+  const opsflow = await client(setup);
+  cleanups.push(() => opsflow.close());
+
+  const backup = await opsflow.startBackup({ system: 'sets' });
+  const { backupId } = await backup.result();
+  await save('set-backup', backup);
+  const runs: [string, () => Promise<{ workflowId: string; handle: { describe(): Promise<{ runId: string }> }; result(): Promise<unknown> }>][] = [
+    ['set-restore', () => opsflow.startRestore({ system: 'sets', backup: backupId, approved: true })],
+    ['set-verify', () => opsflow.startVerify({ system: 'sets', backup: backupId })],
+    ['set-drill', () => opsflow.startDrill({ system: 'sets', backup: 'latest' })],
+    ['set-retention', () => opsflow.startRetention({ system: 'sets', dryRun: true })],
+    ['set-disaster-recovery', () => opsflow.startDisasterRecovery({ system: 'sets', backup: backupId, approved: true })],
+  ];
+  for (const [name, start] of runs) {
+    const run = await start(); // one at a time: restore and recovery of a system share a lock
+    await run.result();
+    await save(name, run);
+  }
+  const failing = await opsflow.startDisasterRecovery({ system: 'broken', from: 'sets', backup: backupId, approved: true });
+  await failing.result().then(() => { throw new Error('the broken recovery succeeded'); }, expectFailure('broken recovery', /health checks failed/));
+  await save('set-disaster-recovery-failed', failing);
 }
 
 async function recordKubernetes() {
@@ -193,6 +254,7 @@ async function recordKubernetes() {
 let failed = false;
 try {
   if (selected('postgres')) await recordPostgres();
+  if (selected('sets')) await recordSets();
   if (selected('kubernetes')) await recordKubernetes();
   console.log(`histories written to ${out}`);
 } catch (err) {
