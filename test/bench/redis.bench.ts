@@ -1,92 +1,41 @@
 /**
- * Redis snapshot benchmark (a script, not a test): `npm run bench:redis [-- flags]`.
+ * Redis backup benchmark (a script, not a test): `npm run bench:redis [-- flags]`.
  *
- * For each size, starts a throwaway redis-server (no bed needed), fills it
- * with about that many MiB (INFO used_memory) of mixed data, then takes the
+ * Starts a local bed and, for each size, a throwaway redis-server filled
+ * with about that many MiB (INFO used_memory) of mixed data; then takes the
  * same snapshot, in the same run, with:
- *   redis-cli  redis-cli -p P --rdb FILE                       (the plain tool)
- *   opsflow    snapshot() → FILE, in its own node process        (src/adapters/redis.ts)
+ *   redis-cli   redis-cli -p P --rdb FILE                         (the snapshot alone: the floor)
+ *   + aws       redis-cli -p P --rdb FILE && aws s3 cp FILE s3://…  (the runbooks' way, the RDB stored as it is)
+ *   opsflow     the `backup` workflow on a worker process, for a system whose set is
+ *               { kind: redis, mode: snapshot }: the RDB streamed through zstd to S3 and,
+ *               beside it, to a temporary file that a scratch redis-server loads (CRC and
+ *               every value checked, the exact key count for the manifest)
  * once per transfer mode of the server: diskless (the RDB streamed from the
  * fork; Redis 7's default) and disk (BGSAVE to the server's disk, then the
- * file). Both run under /usr/bin/time for wall, CPU and peak RSS. The first
- * opsflow RDB of each size is loaded by verifyRdb and its keys counted.
- * Prints a table and, as the last line of stdout, a JSON summary.
+ * file). Prints a table, the ratios, and a one-line JSON summary (the last
+ * line of stdout). See test/bench/README.md.
  *
- * Flags: --sizes 200,800 (MiB of used_memory)  --runs 1 (median of N)
- * --to file|null (null: both write to /dev/null)  --check (exit 1 if a target is missed)
+ * Flags: --sizes 200,800 (MiB of used_memory)  --runs 1 (median of N per
+ * method)  --keep (keep the bed's directory)  --check (exit 1 if a target is missed).
  */
-import { spawn } from 'node:child_process';
-import { createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { availableParallelism, tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import { fileURLToPath } from 'node:url';
-import { readFileSync, openSync, closeSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import type { Redis } from 'ioredis';
-import { connectRedis, snapshot, startScratchRedis, verifyRdb, type ScratchRedis } from '../../src/adapters/redis.ts';
+import { connectRedis, startScratchRedis, verifyRdb } from '../../src/adapters/redis.ts';
+import { findComponent, type RedisComponent } from '../../src/domain/manifest.ts';
+import { testSetup } from '../support/bed.ts';
+import {
+  BENCH_OPTIONS, MiB, benchSettings, checkTable, cpuText, flatMemoryChecks, formatTable, log, measuredSummary, median, mib, rssText, runBench, startBenchWorker, stepsText, timeShell, timeWorkflow,
+  type BenchContext, type BenchWorker, type Measured,
+} from './common.ts';
 
-const { values: flags } = parseArgs({
-  options: {
-    sizes: { type: 'string', default: '200,800' },
-    runs: { type: 'string', default: '1' },
-    to: { type: 'string', default: 'file' },
-    check: { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
-    // Internal: this file run as the opsflow side of one measurement.
-    child: { type: 'string' },
-    out: { type: 'string' },
-  },
-});
-
-const MiB = 2 ** 20;
-
-// ---------------------------------------------------------------- child: one opsflow snapshot
-
-if (flags.child) {
-  // The RSS of this process before the snapshot (node, tsx, modules loaded), and its peak while streaming, sampled.
-  const rssBeforeBytes = process.memoryUsage.rss();
-  let rssPeakBytes = rssBeforeBytes;
-  const sampler = setInterval(() => (rssPeakBytes = Math.max(rssPeakBytes, process.memoryUsage.rss())), 20);
-  const started = performance.now();
-  const snap = snapshot({ url: flags.child });
-  if (flags.out === '/dev/null') for await (const chunk of snap.stream) void chunk;
-  else {
-    await pipeline(snap.stream, createWriteStream(flags.out!));
-    // As redis-cli does before it reports success.
-    const fh = await open(flags.out!, 'r');
-    await fh.sync();
-    await fh.close();
-  }
-  const info = await snap.done;
-  const seconds = (performance.now() - started) / 1000;
-  clearInterval(sampler);
-  rssPeakBytes = Math.max(rssPeakBytes, process.memoryUsage.rss());
-  process.stdout.write(`${JSON.stringify({ ...info, seconds, rssBeforeBytes, rssPeakBytes, maxRssBytes: process.resourceUsage().maxRSS * 1024 })}\n`);
-  process.exit(0);
-}
-
-if (flags.help) {
-  process.stdout.write(readFileSync(new URL(import.meta.url)).toString().split('*/')[0]!.replace(/^\/\*\*\n/, '').replace(/^ \* ?/gm, '') + '\n');
-  process.exit(0);
-}
-
-const SIZES_MIB = flags.sizes.split(',').map((s) => Number(s.trim()));
-if (!SIZES_MIB.length || SIZES_MIB.some((n) => !Number.isFinite(n) || n < 8)) throw new Error(`--sizes: MiB values >= 8, comma-separated (got ${flags.sizes})`);
-const RUNS = Number(flags.runs);
-if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`--runs: a positive integer (got ${flags.runs})`);
-if (flags.to !== 'file' && flags.to !== 'null') throw new Error(`--to: file or null (got ${flags.to})`);
-
-/** opsflow's time over redis-cli's (per transfer mode); opsflow's peak RSS; its RSS while streaming, largest size less smallest. */
-const TARGETS = { timeVsRedisCli: 1.2, peakRssMiB: 150, rssGrowthMiB: 20 };
-const BENCH_START = Date.now();
-const SELF = fileURLToPath(import.meta.url);
-
-function log(line: string): void {
-  process.stderr.write(`[bench ${((Date.now() - BENCH_START) / 1000).toFixed(0).padStart(4)}s] ${line}\n`);
-}
+const { values: flags } = parseArgs({ options: { ...BENCH_OPTIONS, sizes: { type: 'string', default: '200,800' } } });
+const { sizes: SIZES_MIB, runs: RUNS } = benchSettings(flags, import.meta.url);
+const TARGETS = { timeVsPlain: 1, workerRssGrowthMiB: 32 };
+const TRANSFERS = ['diskless', 'disk'] as const;
+type Transfer = (typeof TRANSFERS)[number];
 
 // ---------------------------------------------------------------- data
 
@@ -139,130 +88,87 @@ async function fill(client: Redis, targetBytes: number): Promise<{ keys: number;
 
 // ---------------------------------------------------------------- measurements
 
-interface Measurement {
-  method: 'redis-cli' | 'opsflow';
-  transfer: 'diskless' | 'disk';
-  /** Wall time of the process, start to exit (opsflow: includes node + tsx start-up). */
-  wallSeconds: number;
-  /** opsflow: from calling snapshot() to `done`; redis-cli: its wall time. */
-  seconds: number;
-  cpuSeconds: number;
-  /** Peak RSS of the process (VmHWM, /usr/bin/time): for opsflow, node's start-up (tsx compiling) may set it. */
-  peakRssBytes: number;
-  /** opsflow: RSS before calling snapshot() and its peak while streaming (sampled every 20 ms). */
-  rssBeforeBytes?: number;
-  rssDuringBytes?: number;
+interface Measurement extends Measured {
+  /** Bytes of the RDB, and bytes stored in S3 (0 for the floor, which stores nothing). */
   rdbBytes: number;
-  /** opsflow: from SYNC to the first RDB byte (the server's fork, or its whole BGSAVE for disk). */
-  preparedMs?: number;
+  storedBytes: number;
 }
 
-/** Runs `cmd` under /usr/bin/time; resolves with its stdout (unless sent to /dev/null) and time's numbers. */
-function timed(cmd: string, args: string[], stdoutToNull = false): Promise<{ stdout: string; wall: number; cpu: number; maxRssBytes: number }> {
-  return new Promise((resolve, reject) => {
-    const devNull = stdoutToNull ? openSync('/dev/null', 'w') : undefined;
-    const child = spawn('/usr/bin/time', ['-f', 'OPSFLOW_TIME %e %U %S %M', cmd, ...args], { stdio: ['ignore', devNull ?? 'pipe', 'pipe'] });
-    if (devNull !== undefined) closeSync(devNull);
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => {
-      const m = /OPSFLOW_TIME (\S+) (\S+) (\S+) (\d+)/.exec(stderr);
-      if (code !== 0 || !m) return reject(new Error(`${cmd} failed (${code}): ${stderr.slice(-2000)}`));
-      resolve({ stdout, wall: Number(m[1]), cpu: Number(m[2]) + Number(m[3]), maxRssBytes: Number(m[4]) * 1024 });
-    });
-  });
-}
-
-async function runRedisCli(server: ScratchRedis, transfer: Measurement['transfer'], file: string): Promise<Measurement> {
-  // To /dev/null through stdout ("--rdb -"): redis-cli fsyncs a file it writes, and /dev/null refuses fsync.
-  const t = file === '/dev/null' ? await timed('redis-cli', ['-p', String(server.port), '--rdb', '-'], true) : await timed('redis-cli', ['-p', String(server.port), '--rdb', file]);
-  return { method: 'redis-cli', transfer, wallSeconds: t.wall, seconds: t.wall, cpuSeconds: t.cpu, peakRssBytes: t.maxRssBytes, rdbBytes: file === '/dev/null' ? 0 : statSync(file).size };
-}
-
-async function runOpsflow(server: ScratchRedis, transfer: Measurement['transfer'], file: string): Promise<Measurement> {
-  const t = await timed(process.execPath, ['--import', 'tsx', SELF, '--child', server.url, '--out', file]);
-  const r = JSON.parse(t.stdout.trim().split('\n').pop()!) as { seconds: number; rawBytes: number; preparedMs: number; transfer: string; rssBeforeBytes: number; rssPeakBytes: number };
-  if (r.transfer !== transfer) throw new Error(`opsflow saw a ${r.transfer} transfer, expected ${transfer}`);
-  if (file !== '/dev/null' && statSync(file).size !== r.rawBytes) throw new Error(`opsflow reported ${r.rawBytes} bytes, the file has ${statSync(file).size}`);
-  return { method: 'opsflow', transfer, wallSeconds: t.wall, seconds: r.seconds, cpuSeconds: t.cpu, peakRssBytes: t.maxRssBytes, rssBeforeBytes: r.rssBeforeBytes, rssDuringBytes: r.rssPeakBytes, rdbBytes: r.rawBytes, preparedMs: r.preparedMs };
-}
-
-function median(xs: Measurement[]): Measurement {
-  const sorted = [...xs].sort((a, b) => a.seconds - b.seconds);
+/** The floor, then the runbooks' upload of its file: two timed steps, and their sum as the plain method. */
+async function runPlain(ctx: BenchContext, port: number, file: string, key: string): Promise<{ floor: Measurement; plain: Measurement }> {
+  const env = { ...ctx.awsEnv, PORT: String(port), FILE: file, DEST: ctx.s3Url(key) };
+  const snap = await timeShell('redis-cli -p "$PORT" --rdb "$FILE" > /dev/null', env);
+  const upload = await timeShell('"$AWS" s3 cp "$FILE" "$DEST" --only-show-errors', env);
+  const rdbBytes = statSync(file).size;
+  const peaks = { ...snap.peaks };
+  for (const [name, bytes] of Object.entries(upload.peaks)) peaks[name] = Math.max(peaks[name] ?? 0, bytes);
+  const cpu = { ...snap.cpu };
+  for (const [name, s] of Object.entries(upload.cpu)) cpu[name] = (cpu[name] ?? 0) + s;
   return {
-    ...sorted[Math.floor((sorted.length - 1) / 2)]!,
-    peakRssBytes: Math.max(...xs.map((x) => x.peakRssBytes)),
-    ...(xs[0]!.rssDuringBytes === undefined ? {} : { rssDuringBytes: Math.max(...xs.map((x) => x.rssDuringBytes ?? 0)) }),
+    floor: { ...snap, rdbBytes, storedBytes: 0 },
+    plain: { seconds: snap.seconds + upload.seconds, peaks, cpu, rdbBytes, storedBytes: await ctx.objectSize(key) },
   };
 }
 
+async function runOpsflow(w: BenchWorker, system: string, keys: number): Promise<Measurement> {
+  const t = await timeWorkflow(w, (opsflow) => opsflow.startBackup({ system }));
+  const cache = t.result.manifest && (findComponent(t.result.manifest, 'cache') as RedisComponent | undefined);
+  if (!cache) throw new Error(`backup returned no redis component: ${JSON.stringify(t.result)}`);
+  if (cache.keys !== keys) throw new Error(`opsflow's snapshot holds ${cache.keys} keys, the server ${keys}`);
+  return { ...t, rdbBytes: cache.rawBytes, storedBytes: cache.storedBytes };
+}
+
 // ---------------------------------------------------------------- one size
+
+const METHODS = ['redis-cli', 'redis-cli + aws', 'opsflow'] as const;
+type Method = (typeof METHODS)[number];
 
 interface SizeResult {
   targetMiB: number;
   keys: number;
   usedMemory: number;
-  fillSeconds: number;
-  verified: { keys: number; loadMs: number };
-  runs: Measurement[];
+  /** Seconds a scratch redis-server takes to load the RDB: the check opsflow adds to a snapshot. */
+  loadSeconds: number;
+  transfers: Record<Transfer, Record<Method, Measurement>>;
 }
 
-/** opsflow's RDB, loaded by a scratch redis-server: every key there. */
-async function verify(file: string, keys: number, targetMiB: number): Promise<SizeResult['verified']> {
-  const v = await verifyRdb(file);
-  if (v.keys !== keys) throw new Error(`opsflow's RDB holds ${v.keys} keys, the server ${keys}`);
-  log(`${targetMiB} MiB: opsflow's RDB loads in a scratch redis-server with all ${v.keys.toLocaleString('en-US')} keys (${(v.loadMs / 1000).toFixed(1)} s)`);
-  return { keys: v.keys, loadMs: v.loadMs };
-}
-
-async function benchSize(dir: string, targetMiB: number): Promise<SizeResult> {
+async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResult> {
   log(`${targetMiB} MiB: starting redis-server and filling it`);
   // No wait for other replicas before a diskless transfer: measure the transfer, not Redis's 5 s default delay.
   const server = await startScratchRedis({ args: ['--repl-diskless-sync-delay', '0'] });
   const client = await connectRedis({ url: server.url });
+  const system = `redis-${targetMiB}`;
+  const setup = testSetup(system, { [system]: 'postgres' }, {
+    [system]: { redis: { url: { env: 'BENCH_REDIS_URL' } }, backup: { components: [{ kind: 'redis', name: 'cache', mode: 'snapshot' }] } },
+  });
+  let w: BenchWorker | undefined;
   try {
     const fillStart = Date.now();
     const { keys, usedMemory } = await fill(client, targetMiB * MiB);
-    const fillSeconds = (Date.now() - fillStart) / 1000;
-    log(`${targetMiB} MiB: ${keys.toLocaleString('en-US')} keys, used_memory ${(usedMemory / MiB).toFixed(0)} MiB, filled in ${fillSeconds.toFixed(0)} s`);
-    const runs: Measurement[] = [];
-    let verified: SizeResult['verified'] | undefined;
-    for (const transfer of ['diskless', 'disk'] as const) {
+    log(`${targetMiB} MiB: ${keys.toLocaleString('en-US')} keys, used_memory ${mib(usedMemory)} MiB, filled in ${((Date.now() - fillStart) / 1000).toFixed(0)} s`);
+    w = await startBenchWorker(ctx, setup, { BENCH_REDIS_URL: server.url });
+    const transfers = {} as SizeResult['transfers'];
+    let loadSeconds = 0;
+    const rdbFile = join(ctx.dir, `cli-${targetMiB}.rdb`);
+    for (const transfer of TRANSFERS) {
       await client.config('SET', 'repl-diskless-sync', transfer === 'diskless' ? 'yes' : 'no');
-      const cli: Measurement[] = [];
-      const ops: Measurement[] = [];
+      const runs: Record<Method, Measurement[]> = { 'redis-cli': [], 'redis-cli + aws': [], opsflow: [] };
       for (let r = 1; r <= RUNS; r++) {
-        const tag = RUNS > 1 ? ` run ${r}/${RUNS}` : '';
-        const cliFile = flags.to === 'null' ? '/dev/null' : join(dir, `cli-${targetMiB}-${transfer}.rdb`);
-        const c = await runRedisCli(server, transfer, cliFile);
-        if (cliFile !== '/dev/null') rmSync(cliFile);
-        cli.push(c);
-        log(`${targetMiB} MiB ${transfer}${tag}: redis-cli ${c.seconds.toFixed(2)} s, ${(c.rdbBytes / MiB).toFixed(0)} MiB, peak RSS ${(c.peakRssBytes / MiB).toFixed(1)} MiB`);
-        const opsFile = flags.to === 'null' ? '/dev/null' : join(dir, `opsflow-${targetMiB}-${transfer}.rdb`);
-        const o = await runOpsflow(server, transfer, opsFile);
-        ops.push(o);
-        log(`${targetMiB} MiB ${transfer}${tag}: opsflow   ${o.seconds.toFixed(2)} s (process ${o.wallSeconds.toFixed(2)} s), ${(o.rdbBytes / MiB).toFixed(0)} MiB, peak RSS ${(o.peakRssBytes / MiB).toFixed(1)} MiB, RSS ${(o.rssBeforeBytes! / MiB).toFixed(0)} → ${(o.rssDuringBytes! / MiB).toFixed(0)} MiB while streaming`);
-        if (opsFile !== '/dev/null') {
-          verified ??= await verify(opsFile, keys, targetMiB);
-          rmSync(opsFile);
-        }
+        const tag = `${targetMiB} MiB ${transfer}${RUNS > 1 ? ` run ${r}/${RUNS}` : ''}`;
+        const { floor, plain } = await runPlain(ctx, server.port, rdbFile, `bench/rdb/${system}-${transfer}-${r}.rdb`);
+        runs['redis-cli'].push(floor);
+        runs['redis-cli + aws'].push(plain);
+        loadSeconds ||= (await verifyRdb(rdbFile)).loadMs / 1000;
+        log(`${tag}: redis-cli ${floor.seconds.toFixed(2)} s (${mib(floor.rdbBytes)} MiB RDB), + aws s3 cp ${plain.seconds.toFixed(2)} s`);
+        const o = await runOpsflow(w, system, keys);
+        runs.opsflow.push(o);
+        log(`${tag}: opsflow   ${o.seconds.toFixed(2)} s, ${mib(o.storedBytes)} MiB stored, worker peak RSS ${mib(o.workerPeak!)} MiB`);
       }
-      runs.push(median(cli), median(ops));
+      transfers[transfer] = Object.fromEntries(METHODS.map((m) => [m, median(runs[m])])) as Record<Method, Measurement>;
     }
-    if (!verified) {
-      // Output went to /dev/null: one more snapshot, unmeasured, to check what opsflow streams.
-      const file = join(dir, `verify-${targetMiB}.rdb`);
-      const snap = snapshot({ url: server.url });
-      await pipeline(snap.stream, createWriteStream(file));
-      await snap.done;
-      verified = await verify(file, keys, targetMiB);
-      rmSync(file);
-    }
-    return { targetMiB, keys, usedMemory, fillSeconds, verified: verified!, runs };
+    return { targetMiB, keys, usedMemory, loadSeconds, transfers };
   } finally {
+    await w?.close();
     client.disconnect();
     await server.stop();
   }
@@ -270,84 +176,51 @@ async function benchSize(dir: string, targetMiB: number): Promise<SizeResult> {
 
 // ---------------------------------------------------------------- report
 
-const mib = (b: number) => (b / MiB).toFixed(b < 10 * MiB ? 1 : 0);
-
-function report(results: SizeResult[]): { text: string; pass: boolean; ratios: Record<string, number[]> } {
-  const out: string[] = [];
-  out.push('', `Redis snapshot benchmark — ${new Date().toISOString()}, ${RUNS} run(s) per method${RUNS > 1 ? ' (median shown)' : ''}, output to ${flags.to === 'null' ? '/dev/null' : 'a file'}, ${availableParallelism()} cores, MiB = 2^20 bytes`);
-  const cols = ['transfer', 'method', 's', 'process s', 'RDB MiB/s', 'RDB MiB', 'CPU s', 'peak RSS MiB', 'RSS before → during', 'server prep ms'];
-  const w = [9, 10, 7, 10, 10, 8, 7, 13, 20, 14];
-  const row = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ');
+function report(results: SizeResult[]): { text: string; pass: boolean } {
+  const out = ['', `Redis backup benchmark — ${new Date().toISOString()}, ${RUNS} run(s) per method${RUNS > 1 ? ' (median shown)' : ''}, MiB = 2^20 bytes`];
+  const names: Record<Method, string> = { 'redis-cli': 'redis-cli --rdb FILE', 'redis-cli + aws': 'redis-cli --rdb FILE && aws s3 cp FILE', opsflow: 'opsflow backup workflow (worker)' };
   for (const r of results) {
-    out.push('', `== ${r.targetMiB} MiB target: used_memory ${mib(r.usedMemory)} MiB, ${r.keys.toLocaleString('en-US')} keys; opsflow's RDB verified: ${r.verified.keys.toLocaleString('en-US')} keys loaded in ${(r.verified.loadMs / 1000).toFixed(1)} s`);
-    out.push(row(cols));
-    for (const m of r.runs) {
-      const bytes = m.rdbBytes || r.runs.find((x) => x.transfer === m.transfer && x.rdbBytes)?.rdbBytes || 0;
-      out.push(row([m.transfer, m.method, m.seconds.toFixed(2), m.wallSeconds.toFixed(2), (bytes / MiB / m.seconds).toFixed(0), bytes ? mib(bytes) : '-', m.cpuSeconds.toFixed(2), mib(m.peakRssBytes), m.rssDuringBytes === undefined ? '-' : `${mib(m.rssBeforeBytes!)} → ${mib(m.rssDuringBytes)}`, m.preparedMs === undefined ? '-' : String(m.preparedMs)]));
+    out.push('', `== ${r.targetMiB} MiB target: used_memory ${mib(r.usedMemory)} MiB, ${r.keys.toLocaleString('en-US')} keys; a scratch redis-server loads the RDB in ${r.loadSeconds.toFixed(2)} s (opsflow's check)`);
+    const rows = [['transfer', 'method', 'wall s', 'RDB MiB/s', 'RDB MiB', 'stored MiB', 'peak RSS MiB']];
+    for (const transfer of TRANSFERS) {
+      for (const method of METHODS) {
+        const m = r.transfers[transfer][method];
+        rows.push([transfer, names[method], m.seconds.toFixed(2), (m.rdbBytes / MiB / m.seconds).toFixed(0), mib(m.rdbBytes), m.storedBytes ? mib(m.storedBytes) : '-', rssText(m)]);
+      }
     }
+    out.push(formatTable(rows, 2), '   CPU seconds by process, the redis-server included (cores busy = total / wall):');
+    for (const transfer of TRANSFERS) for (const method of METHODS) out.push(`     ${transfer.padEnd(9)} ${method.padEnd(16)} ${cpuText(r.transfers[transfer][method])}`);
+    for (const transfer of TRANSFERS) out.push(`   opsflow steps, ${transfer} (s): ${stepsText(r.transfers[transfer].opsflow)}`);
   }
-  out.push(
-    '',
-    '"s": redis-cli\'s process wall time; opsflow\'s time from snapshot() to done (a worker is long-lived), "process s" adds node and tsx start-up.',
-    '"peak RSS": the process\'s VmHWM (/usr/bin/time), which for opsflow is node + tsx start-up; "RSS before → during": opsflow\'s RSS before snapshot() and its peak while streaming.',
-    '"server prep": from SYNC to the first RDB byte, the server\'s fork (diskless) or its whole BGSAVE to disk (disk).',
-  );
+  const ratio = (r: SizeResult, transfer: Transfer, of: Method) => r.transfers[transfer].opsflow.seconds / r.transfers[transfer][of].seconds;
+  const checks = checkTable(results.map((r) => `${r.targetMiB} MiB`), [
+    ...TRANSFERS.flatMap((transfer) => [
+      { name: `opsflow / (redis-cli + aws) time, ${transfer}`, values: results.map((r) => ratio(r, transfer, 'redis-cli + aws')), fmt: (v: number) => v.toFixed(2), target: `<= ${TARGETS.timeVsPlain}`, ok: (v: number) => v <= TARGETS.timeVsPlain },
+      { name: `opsflow / redis-cli alone time, ${transfer}`, values: results.map((r) => ratio(r, transfer, 'redis-cli')), fmt: (v: number) => v.toFixed(2) },
+    ]),
+    ...flatMemoryChecks(SIZES_MIB, results.map((r) => Math.max(...TRANSFERS.map((t) => r.transfers[t].opsflow.workerPeak!))), TARGETS.workerRssGrowthMiB),
+  ]);
+  out.push('', checks.text);
+  return { text: out.join('\n'), pass: checks.pass };
+}
 
-  const ratios: Record<string, number[]> = {};
-  for (const transfer of ['diskless', 'disk'] as const) {
-    ratios[`opsflow / redis-cli time, ${transfer}`] = results.map((r) => {
-      const o = r.runs.find((m) => m.transfer === transfer && m.method === 'opsflow')!;
-      const c = r.runs.find((m) => m.transfer === transfer && m.method === 'redis-cli')!;
-      return o.seconds / c.seconds;
-    });
-  }
-  const opsflowRuns = (r: SizeResult) => r.runs.filter((m) => m.method === 'opsflow');
-  const peaks = results.map((r) => Math.max(...opsflowRuns(r).map((m) => m.peakRssBytes)) / MiB);
-  const during = results.map((r) => Math.max(...opsflowRuns(r).map((m) => m.rssDuringBytes ?? 0)) / MiB);
-  const checks = [
-    ...Object.entries(ratios).map(([name, values]) => ({ name, values, fmt: (v: number) => v.toFixed(2), target: `<= ${TARGETS.timeVsRedisCli}`, ok: values.every((v) => v <= TARGETS.timeVsRedisCli) })),
-    { name: 'opsflow peak RSS (MiB)', values: peaks, fmt: (v: number) => v.toFixed(0), target: `< ${TARGETS.peakRssMiB}`, ok: peaks.every((v) => v < TARGETS.peakRssMiB) },
-    {
-      name: 'opsflow RSS while streaming, largest − smallest size (MiB)',
-      values: [during[during.length - 1]! - during[0]!],
-      fmt: (v: number) => v.toFixed(1),
-      target: `< ${TARGETS.rssGrowthMiB}`,
-      ok: during[during.length - 1]! - during[0]! < TARGETS.rssGrowthMiB,
-    },
-  ];
-  out.push('', ['ratio'.padEnd(46), ...results.map((r) => `${r.targetMiB} MiB`.padStart(9)), 'target'.padStart(8), 'ok'].join('  '));
-  for (const c of checks) {
-    const cells = c.values.length === results.length ? c.values.map((v) => c.fmt(v).padStart(9)) : [c.fmt(c.values[0]!).padStart(9 * results.length + 2 * (results.length - 1))];
-    out.push([c.name.padEnd(46), ...cells, c.target.padStart(8), c.ok ? 'yes' : 'NO'].join('  '));
-  }
-  return { text: out.join('\n'), pass: checks.every((c) => c.ok), ratios };
+function summary(results: SizeResult[], pass: boolean) {
+  const sizes = results.map((r) => ({
+    targetMiB: r.targetMiB,
+    keys: r.keys,
+    usedMemoryBytes: r.usedMemory,
+    rdbLoadSeconds: r.loadSeconds,
+    transfers: Object.fromEntries(TRANSFERS.map((t) => [t, Object.fromEntries(METHODS.map((method) => {
+      const m = r.transfers[t][method];
+      return [method, { ...measuredSummary(m), rdbBytes: m.rdbBytes, storedBytes: m.storedBytes }];
+    }))])),
+  }));
+  return { bench: 'redis', runs: RUNS, targets: TARGETS, pass, sizes };
 }
 
 // ---------------------------------------------------------------- main
 
-const dir = mkdtempSync(join(tmpdir(), 'opsflow-bench-redis-'));
-try {
-  const results: SizeResult[] = [];
-  for (const size of SIZES_MIB) results.push(await benchSize(dir, size));
-  const { text, pass, ratios } = report(results);
-  const summary = {
-    bench: 'redis',
-    pass,
-    to: flags.to,
-    runs: RUNS,
-    ratios,
-    sizes: results.map((r) => ({
-      targetMiB: r.targetMiB,
-      keys: r.keys,
-      usedMemoryBytes: r.usedMemory,
-      runs: r.runs.map((m) => ({ ...m })),
-    })),
-  };
-  process.stdout.write(`${text}\n\n${JSON.stringify(summary)}\n`);
-  rmSync(dir, { recursive: true, force: true });
-  process.exit(flags.check && !pass ? 1 : 0);
-} catch (err) {
-  log(`failed: ${(err as Error).stack ?? err}`);
-  rmSync(dir, { recursive: true, force: true });
-  process.exit(2);
-}
+await runBench(flags, SIZES_MIB, benchSize, (results) => {
+  const { text, pass } = report(results);
+  return { text, summary: summary(results, pass) };
+});
