@@ -8,14 +8,13 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { bedEnv, bedStore, client, startWorker, testSetup, type TestSetup, type WorkerProcess } from '../support/bed.ts';
-import { createSampleDatabase, dropDatabase, sql, tableChecksums, schemaOf } from '../support/data.ts';
-import { treeDigest } from '../../src/adapters/files.ts';
+import { createSampleDatabase, dropDatabase, sql } from '../support/data.ts';
+import { assertSameRedis, fillFiles, fillRedis, redisState, redisUrl, setFingerprint, sqlite as sqliteIn } from '../support/sets.ts';
 import { findComponent, type Manifest } from '../../src/domain/manifest.ts';
 import { innermostMessage } from '../../src/errors.ts';
 import type { OpsflowClient } from '../../src/client.ts';
@@ -24,10 +23,10 @@ const DB = 'sets_app';
 const LIVE_DB = 5;
 const STAGING_DB = 6;
 const LOGICAL_DB = 7;
-const redisUrl = (db: number) => `redis://127.0.0.1:${bedEnv('BED_REDIS_PORT')}/${db}`;
 const dir = join(bedEnv('OPSFLOW_TEST_DIR'), `sets-${randomBytes(3).toString('hex')}`);
 const dataDir = join(dir, 'data');
 const sqliteFile = join(dir, 'hive.db');
+const sqlite = (sqlText: string) => sqliteIn(sqliteFile, sqlText);
 const keys = { K1: randomBytes(32).toString('base64'), K2: randomBytes(32).toString('hex') };
 
 function setupWith(current: 'k1' | 'k2'): TestSetup {
@@ -58,81 +57,7 @@ let worker: WorkerProcess;
 
 // ---------------------------------------------------------------- the live data and its fingerprints
 
-async function fillRedis(db: number): Promise<void> {
-  const r = new Redis(redisUrl(db));
-  await r.flushdb();
-  const p = r.pipeline();
-  for (let i = 0; i < 500; i++) p.set(`s:${i}`, `value ${i} ✓`);
-  for (let i = 0; i < 50; i++) p.set(`ttl:${i}`, `expires ${i}`, 'EX', 3600 + i);
-  p.hset('h', { a: '1', b: '2', c: 'ü' });
-  p.rpush('l', 'x', 'y', 'z');
-  p.sadd('set', 'm1', 'm2', 'm3');
-  p.zadd('z', 1, 'one', 2.5, 'two and a half');
-  p.set(Buffer.from([0xff, 0x00, 0x01]), Buffer.from([0xde, 0xad]));
-  await p.exec();
-  r.disconnect();
-}
-
-/** Every key: type, value (order-free where Redis is), and absolute expiry in ms (0: none). */
-async function redisState(db: number): Promise<Map<string, { type: string; value: string; expireAt: number }>> {
-  const r = new Redis(redisUrl(db));
-  const state = new Map<string, { type: string; value: string; expireAt: number }>();
-  for (const key of await r.keysBuffer('*')) {
-    const type = await r.type(key);
-    let value: unknown;
-    if (type === 'string') value = (await r.getBuffer(key))!.toString('hex');
-    else if (type === 'hash') value = Object.entries(await r.hgetall(key)).sort();
-    else if (type === 'list') value = await r.lrange(key, 0, -1);
-    else if (type === 'set') value = (await r.smembers(key)).sort();
-    else if (type === 'zset') value = await r.zrange(key, 0, -1, 'WITHSCORES');
-    const pttl = await r.pttl(key);
-    state.set(key.toString('hex'), { type, value: JSON.stringify(value), expireAt: pttl > 0 ? Date.now() + pttl : 0 });
-  }
-  r.disconnect();
-  return state;
-}
-
-function assertSameRedis(actual: Awaited<ReturnType<typeof redisState>>, expected: Awaited<ReturnType<typeof redisState>>): void {
-  assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort(), 'the same keys');
-  for (const [key, e] of expected) {
-    const a = actual.get(key)!;
-    assert.equal(a.type, e.type, `type of ${key}`);
-    assert.equal(a.value, e.value, `value of ${key}`);
-    assert.equal(a.expireAt === 0, e.expireAt === 0, `TTL present on ${key}`);
-    if (e.expireAt) assert.ok(Math.abs(a.expireAt - e.expireAt) < 1000, `TTL of ${key} within a second (${a.expireAt - e.expireAt} ms)`);
-  }
-}
-
-function fillFiles(): void {
-  rmSync(dataDir, { recursive: true, force: true });
-  mkdirSync(join(dataDir, 'checkpoints', 'deep', 'er'), { recursive: true });
-  mkdirSync(join(dataDir, 'empty'));
-  for (let i = 0; i < 40; i++) writeFileSync(join(dataDir, 'checkpoints', `cp-${i}.bin`), randomBytes(1000 + i * 37));
-  writeFileSync(join(dataDir, 'checkpoints', 'deep', 'er', `${'long-name-'.repeat(12)}.json`), '{"ok":true}');
-  writeFileSync(join(dataDir, 'secret.key'), 'k');
-  chmodSync(join(dataDir, 'secret.key'), 0o600);
-  writeFileSync(join(dataDir, 'run.sh'), '#!/bin/sh\n');
-  chmodSync(join(dataDir, 'run.sh'), 0o755);
-  symlinkSync('checkpoints/cp-1.bin', join(dataDir, 'latest'));
-}
-
-function sqlite(sqlText: string): string {
-  return execFileSync('sqlite3', [sqliteFile, sqlText]).toString();
-}
-
-function sqliteDumpHash(): string {
-  return createHash('sha256').update(execFileSync('sqlite3', [sqliteFile, '.dump'])).digest('hex');
-}
-
-async function fingerprint() {
-  return {
-    tables: await tableChecksums(DB),
-    schema: schemaOf(DB),
-    redis: await redisState(LIVE_DB),
-    files: await treeDigest(dataDir),
-    sqlite: sqliteDumpHash(),
-  };
-}
+const fingerprint = () => setFingerprint({ database: DB, redisDb: LIVE_DB, filesDir: dataDir, sqliteFile });
 
 /** Changes every component, so a restore has something to undo. */
 async function changeEverything(): Promise<void> {
@@ -161,7 +86,7 @@ before(async () => {
   mkdirSync(dir, { recursive: true });
   await createSampleDatabase(DB, 5000);
   await fillRedis(LIVE_DB);
-  fillFiles();
+  fillFiles(dataDir);
   sqlite(`PRAGMA journal_mode=WAL; CREATE TABLE agents (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO agents (name) SELECT 'agent ' || value FROM generate_series(1, 300);`);
   opsflow = await client(setup);
   worker = await startWorker(setup, workerEnv);
