@@ -77,8 +77,10 @@ export function kubernetesActivities({ systems }: KubernetesDeps) {
       return states;
     },
 
-    /** Scales down, recording the count to restore on the workload itself (see Workloads.scaleRemembering). */
-    /** `absentOk`: a workload that does not exist yet (a recovery into new infrastructure) is left alone, reported absent. */
+    /**
+     * Scales down, recording the count to restore on the workload itself (see Workloads.scaleRemembering).
+     * `absentOk`: a workload that does not exist yet (a recovery into new infrastructure) is left alone, reported absent.
+     */
     async scaleWorkloadDown(input: WorkloadInput & { replicas: number; owner: string; absentOk?: boolean }): Promise<{ previous: number; absent?: boolean }> {
       const scale = () => workloadsOf(input.system).scaleRemembering(resolve(input), input.replicas, input.owner);
       return keepAlive(`scale ${input.workload}`, () => ifPresent(input.absentOk, scale, { previous: 0, absent: true }));
