@@ -37,10 +37,20 @@ export function startHeartbeats(progress: Progress): () => void {
  * dies mid-call is noticed in seconds instead of at the start-to-close timeout.
  */
 export async function keepAlive<T>(step: string, fn: () => Promise<T>): Promise<T> {
+  if (!inActivity()) return fn(); // the CLI and /metrics call catalog functions in their own process
   const stop = startHeartbeats({ step, message: 'working' });
   try {
     return await fn();
   } finally {
     stop();
+  }
+}
+
+function inActivity(): boolean {
+  try {
+    Context.current();
+    return true;
+  } catch {
+    return false;
   }
 }
