@@ -25,8 +25,7 @@
  * per method)  --keep (keep the bed's directory)  --check (exit 1 if a target
  * is missed).
  */
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { randomBytes, randomFillSync } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
@@ -37,7 +36,7 @@ import { libpqEnv } from '../../src/adapters/postgres.ts';
 import type { SetRestoreResult } from '../../workflows/shared.ts';
 import { testSetup, pgUrl } from '../support/bed.ts';
 import { createBenchDatabase, dropBenchDatabase } from './data.ts';
-import { logText, prng } from './text.ts';
+import { fillRedis, writeTree } from './fixtures.ts';
 import {
   BENCH_OPTIONS, MiB, benchSettings, checkTable, cpuText, formatTable, log, measuredSummary, median, mib, rssText, runBench, startBenchWorker, stepsText, timeShell, timeWorkflow,
   type BenchContext, type Measured, type Timed,
@@ -63,73 +62,6 @@ interface Sizes { pg: number; redis: number; files: number }
 const sizesFor = (s: number): Sizes => ({ pg: OVERRIDES.pg ?? s, redis: OVERRIDES.redis ?? Math.max(4, Math.round(s / 4)), files: OVERRIDES.files ?? s });
 
 // ---------------------------------------------------------------- data: Redis (as redis.bench.ts) and the tree (as files.bench.ts)
-
-/** Mixed keys until INFO used_memory reaches `targetBytes`: strings, binary blobs, hashes, lists, sorted sets, some TTLs (as redis.bench.ts). */
-async function fillRedis(client: Redis, targetBytes: number): Promise<number> {
-  const pool = randomBytes(4 * MiB);
-  let at = 0;
-  const rand = (n: number) => {
-    if (at + n > pool.length) at = 0;
-    const b = pool.subarray(at, at + n);
-    at += n + 7;
-    return b;
-  };
-  const words = 'alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa'.split(' ');
-  const text = (i: number, n: number) => {
-    let s = `{"id":${i},"token":"${rand(12).toString('hex')}","tags":[`;
-    while (s.length < n) s += `"${words[(i + s.length) % words.length]}",`;
-    return `${s}"end"]}`;
-  };
-  const used = async () => Number(/^used_memory:(\d+)/m.exec(await client.info('memory'))![1]);
-  const base = await used();
-  for (let keys = 0, batch = 0, now = base; now - base < targetBytes; batch++) {
-    const p = client.pipeline();
-    for (let j = 0; j < 1000; j++) {
-      const i = keys++;
-      const kind = i % 10;
-      if (kind < 5) p.set(`cache:${i}`, text(i, 100 + ((i * 37) % 1900)));
-      else if (kind === 5) p.set(`blob:${i}`, rand(64 + (i % 1024)));
-      else if (kind < 8) {
-        const fields: string[] = [];
-        for (let f = 0; f < 10; f++) fields.push(`field${f}`, f % 3 ? `${words[f]}-${i}` : rand(16).toString('base64'));
-        p.hset(`user:${i}`, ...fields);
-      } else if (kind === 8) p.rpush(`queue:${i}`, ...Array.from({ length: 20 }, (_, k) => text(i + k, 60)));
-      else p.zadd(`rank:${i}`, ...Array.from({ length: 20 }, (_, k) => [k * 3.25 + i, `member-${i}-${k}`]).flat());
-      if (i % 50 === 0) p.pexpire(`cache:${i - (i % 10)}`, 86_400_000 + i);
-    }
-    await p.exec();
-    if (batch % 10 === 0) now = await used();
-  }
-  return client.dbsize();
-}
-
-/** The files benchmark's tree (writeTree in files.bench.ts, which runs on import, so repeated here): same kinds, shares and sizes. */
-const KINDS = [
-  { dir: 'config', share: 0.05, min: 256, max: 8 * 1024, text: true, ext: 'conf' },
-  { dir: 'logs', share: 0.45, min: 32 * 1024, max: MiB, text: true, ext: 'log' },
-  { dir: 'uploads', share: 0.35, min: 16 * 1024, max: MiB, text: false, ext: 'jpg' },
-  { dir: 'checkpoints', share: 0.15, min: 8 * MiB, max: 24 * MiB, text: false, ext: 'ckpt' },
-];
-
-function writeTree(root: string, totalBytes: number): { files: number; bytes: number } {
-  const random = prng(totalBytes);
-  const tree = { files: 0, bytes: 0 };
-  for (const kind of KINDS) {
-    const budget = kind.share * totalBytes;
-    for (let i = 0, written = 0; written < budget; i++) {
-      const size = Math.min(kind.min + (random() % (kind.max - kind.min)), Math.max(kind.min, Math.ceil(budget - written)));
-      const dir = join(root, kind.dir, `d${String(Math.floor(i / 100)).padStart(3, '0')}`);
-      if (i % 100 === 0) mkdirSync(dir, { recursive: true });
-      const fd = openSync(join(dir, `${kind.dir}-${i}.${kind.ext}`), 'w');
-      for (let left = size; left > 0; left -= MiB) writeSync(fd, kind.text ? logText(random, left) : randomFillSync(Buffer.allocUnsafe(Math.min(MiB, left))));
-      closeSync(fd);
-      written += size;
-      tree.files++;
-      tree.bytes += size;
-    }
-  }
-  return tree;
-}
 
 const countFiles = (dir: string): number => readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length;
 
@@ -263,7 +195,7 @@ async function benchSize(ctx: BenchContext, size: number): Promise<SizeResult> {
   log(`${label}: ${db} is ${mib(load.databaseBytes)} MiB, loaded in ${load.seconds.toFixed(0)} s; filling Redis db ${LIVE_DB}`);
   const bedRedis = new Redis(bedRedisUrl);
   await bedRedis.flushdb();
-  const redisKeys = await fillRedis(bedRedis, sizes.redis * MiB);
+  const { keys: redisKeys } = await fillRedis(bedRedis, sizes.redis * MiB);
   const redisUsedMemory = Number(/^used_memory:(\d+)/m.exec(await bedRedis.info('memory'))![1]);
   bedRedis.disconnect();
   log(`${label}: ${redisKeys.toLocaleString('en-US')} keys, used_memory ${mib(redisUsedMemory)} MiB; writing the tree`);

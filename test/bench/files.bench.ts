@@ -17,14 +17,13 @@
  * Flags: --sizes 256,1024 (MiB of file contents)  --runs 1 (median of N per
  * method)  --keep (keep the bed's directory)  --check (exit 1 if a target is missed).
  */
-import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
-import { randomFillSync } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { testSetup } from '../support/bed.ts';
 import { findComponent, type FilesComponent } from '../../src/domain/manifest.ts';
-import { logText, prng } from './text.ts';
+import { writeTree, type Tree } from './fixtures.ts';
 import {
   BENCH_OPTIONS, MiB, benchSettings, checkTable, cpuText, flatMemoryChecks, formatTable, log, measuredSummary, median, mib, rssText, runBench, startBenchWorker, stepsText, timeShell, timeWorkflow,
   type BenchContext, type BenchWorker, type Measured,
@@ -37,43 +36,6 @@ const TARGETS = { timeVsTar: 1, workerRssGrowthMiB: 32 };
 // ---------------------------------------------------------------- the tree
 
 /** Each kind's share of the bytes, file sizes (min-max), and whether it compresses. */
-const KINDS = [
-  { dir: 'config', share: 0.05, min: 256, max: 8 * 1024, text: true, ext: 'conf' },
-  { dir: 'logs', share: 0.45, min: 32 * 1024, max: MiB, text: true, ext: 'log' },
-  { dir: 'uploads', share: 0.35, min: 16 * 1024, max: MiB, text: false, ext: 'jpg' },
-  { dir: 'checkpoints', share: 0.15, min: 8 * MiB, max: 24 * MiB, text: false, ext: 'ckpt' },
-];
-
-interface Tree {
-  files: number;
-  bytes: number;
-  /** The share of the bytes that compresses (text). */
-  textBytes: number;
-}
-
-/** Writes about `totalBytes` of files under `root` (at most 100 a directory), deterministically for one size. */
-function writeTree(root: string, totalBytes: number): Tree {
-  const random = prng(totalBytes);
-  const tree: Tree = { files: 0, bytes: 0, textBytes: 0 };
-  for (const kind of KINDS) {
-    const budget = kind.share * totalBytes;
-    for (let i = 0, written = 0; written < budget; i++) {
-      const size = Math.min(kind.min + (random() % (kind.max - kind.min)), Math.max(kind.min, Math.ceil(budget - written)));
-      const dir = join(root, kind.dir, `d${String(Math.floor(i / 100)).padStart(3, '0')}`);
-      if (i % 100 === 0) mkdirSync(dir, { recursive: true });
-      const fd = openSync(join(dir, `${kind.dir}-${i}.${kind.ext}`), 'w');
-      for (let left = size; left > 0; left -= MiB) writeSync(fd, kind.text ? logText(random, left) : randomFillSync(Buffer.allocUnsafe(Math.min(MiB, left))));
-      closeSync(fd);
-      written += size;
-      tree.files++;
-      tree.bytes += size;
-      if (kind.text) tree.textBytes += size;
-    }
-  }
-  execFileSync('sync'); // no method pays for writing the tree back
-  return tree;
-}
-
 // ---------------------------------------------------------------- measurements
 
 interface Measurement extends Measured {

@@ -18,11 +18,10 @@
  * Flags: --sizes 200,800 (MiB of used_memory)  --runs 1 (median of N per
  * method)  --keep (keep the bed's directory)  --check (exit 1 if a target is missed).
  */
-import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Redis } from 'ioredis';
+import { fillRedis } from './fixtures.ts';
 import { connectRedis, startScratchRedis, verifyRdb } from '../../src/adapters/redis.ts';
 import { findComponent, type RedisComponent } from '../../src/domain/manifest.ts';
 import { testSetup } from '../support/bed.ts';
@@ -38,53 +37,6 @@ const TRANSFERS = ['diskless', 'disk'] as const;
 type Transfer = (typeof TRANSFERS)[number];
 
 // ---------------------------------------------------------------- data
-
-/**
- * Mixed data like an application cache and queue: strings of 100 B – 2 KiB
- * (JSON-ish text with random ids and tokens, some random binary), hashes of
- * 10 fields, lists of 20 items, sorted sets of 20 members. Random enough that
- * the RDB's LZF compression does not make it trivially small.
- */
-async function fill(client: Redis, targetBytes: number): Promise<{ keys: number; usedMemory: number }> {
-  const pool = randomBytes(4 * MiB);
-  let at = 0;
-  const rand = (n: number) => {
-    if (at + n > pool.length) at = 0;
-    const b = pool.subarray(at, at + n);
-    at += n + 7;
-    return b;
-  };
-  const words = 'alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa'.split(' ');
-  const text = (i: number, n: number) => {
-    let s = `{"id":${i},"token":"${rand(12).toString('hex')}","tags":[`;
-    while (s.length < n) s += `"${words[(i + s.length) % words.length]}",`;
-    return `${s}"end"]}`;
-  };
-  let keys = 0;
-  let used = 0;
-  for (let batch = 0; used < targetBytes; batch++) {
-    const p = client.pipeline();
-    for (let j = 0; j < 1000; j++) {
-      const i = keys++;
-      const kind = i % 10;
-      if (kind < 5) p.set(`cache:${i}`, text(i, 100 + ((i * 37) % 1900)));
-      else if (kind === 5) p.set(`blob:${i}`, rand(64 + (i % 1024)));
-      else if (kind < 8) {
-        const fields: string[] = [];
-        for (let f = 0; f < 10; f++) fields.push(`field${f}`, f % 3 ? `${words[f]}-${i}` : rand(16).toString('base64'));
-        p.hset(`user:${i}`, ...fields);
-      } else if (kind === 8) p.rpush(`queue:${i}`, ...Array.from({ length: 20 }, (_, k) => text(i + k, 60)));
-      else p.zadd(`rank:${i}`, ...Array.from({ length: 20 }, (_, k) => [k * 3.25 + i, `member-${i}-${k}`]).flat());
-      if (i % 50 === 0) p.pexpire(`cache:${i - (i % 10)}`, 3_600_000 + i);
-    }
-    await p.exec();
-    if (batch % 20 === 0) {
-      used = Number(/^used_memory:(\d+)/m.exec(await client.info('memory'))![1]);
-      log(`  filled ${keys.toLocaleString('en-US')} keys, used_memory ${(used / MiB).toFixed(0)} MiB of ${(targetBytes / MiB).toFixed(0)} MiB`);
-    }
-  }
-  return { keys: await client.dbsize(), usedMemory: Number(/^used_memory:(\d+)/m.exec(await client.info('memory'))![1]) };
-}
 
 // ---------------------------------------------------------------- measurements
 
@@ -144,7 +96,7 @@ async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResu
   let w: BenchWorker | undefined;
   try {
     const fillStart = Date.now();
-    const { keys, usedMemory } = await fill(client, targetMiB * MiB);
+    const { keys, usedMemory } = await fillRedis(client, targetMiB * MiB);
     log(`${targetMiB} MiB: ${keys.toLocaleString('en-US')} keys, used_memory ${mib(usedMemory)} MiB, filled in ${((Date.now() - fillStart) / 1000).toFixed(0)} s`);
     w = await startBenchWorker(ctx, setup, { BENCH_REDIS_URL: server.url });
     const transfers = {} as SizeResult['transfers'];
