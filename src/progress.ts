@@ -1,7 +1,7 @@
 /**
  * The CLI's live view of a run: steps as they finish, and on a terminal one
- * line that keeps updating with the running step's bytes and rate (from the
- * activity's heartbeats). Without a terminal, plain lines every few seconds.
+ * line that keeps updating with the running steps' bytes and rates (from the
+ * activities' heartbeats). Without a terminal, plain lines every few seconds.
  */
 import type { WorkflowHandle } from '@temporalio/client';
 import { statusQuery, type RunStatus } from '../workflows/shared.ts';
@@ -24,16 +24,24 @@ function formatDuration(ms: number): string {
 
 type Heartbeat = Progress & { attempt: number };
 
-/** The running activity's latest heartbeat details (and its attempt), if it has sent any. */
-export async function heartbeatOf(handle: WorkflowHandle): Promise<Heartbeat | undefined> {
-  const activity = (await handle.describe()).raw.pendingActivities?.[0];
-  const data = activity?.heartbeatDetails?.payloads?.[0]?.data;
-  if (!data) return undefined;
-  try {
-    return { ...(JSON.parse(Buffer.from(data).toString('utf8')) as Progress), attempt: activity.attempt ?? 1 };
-  } catch {
-    return undefined;
+/** The latest heartbeat details (and attempt) of each running activity that has sent any: several while a restore stages its components at once. */
+export async function heartbeatsOf(handle: WorkflowHandle): Promise<Heartbeat[]> {
+  const heartbeats: Heartbeat[] = [];
+  for (const activity of (await handle.describe()).raw.pendingActivities ?? []) {
+    const data = activity.heartbeatDetails?.payloads?.[0]?.data;
+    if (!data) continue;
+    try {
+      heartbeats.push({ ...(JSON.parse(Buffer.from(data).toString('utf8')) as Progress), attempt: activity.attempt ?? 1 });
+    } catch {
+      // not opsflow's progress: nothing to show
+    }
   }
+  return heartbeats;
+}
+
+/** The first running activity's latest heartbeat, if it has sent any. */
+export async function heartbeatOf(handle: WorkflowHandle): Promise<Heartbeat | undefined> {
+  return (await heartbeatsOf(handle))[0];
 }
 
 export function describeProgress(hb: Heartbeat, elapsedMs: number): string {
@@ -57,8 +65,8 @@ export async function followRun(
   const live = out.isTTY === true;
   const printed = new Set<string>();
   const started = Date.now();
-  let stepStarted = Date.now();
-  let currentStep = '';
+  /** When each activity attempt's progress was first seen, for its rate. */
+  const stepStarted = new Map<string, number>();
   let lastPlain = 0;
   let liveLine = false;
   const clearLive = () => {
@@ -73,13 +81,7 @@ export async function followRun(
     if (status) {
       for (const [i, step] of status.steps.entries()) {
         const id = `${i}:${step.state}`;
-        if (step.state === 'running') {
-          if (currentStep !== `${i}`) {
-            currentStep = `${i}`;
-            stepStarted = Date.now();
-          }
-          continue;
-        }
+        if (step.state === 'running') continue;
         if (printed.has(id)) continue;
         printed.add(id);
         clearLive();
@@ -92,13 +94,19 @@ export async function followRun(
       clearLive();
       return;
     }
-    const hb = await heartbeatOf(handle).catch(() => undefined);
+    const heartbeats = await heartbeatsOf(handle).catch(() => []);
+    const since = (hb: Heartbeat) => {
+      const key = `${hb.step}#${hb.attempt}`;
+      if (!stepStarted.has(key)) stepStarted.set(key, Date.now());
+      return Date.now() - stepStarted.get(key)!;
+    };
+    const progress = heartbeats.map((hb) => `${heartbeats.length > 1 ? `${hb.step}: ` : ''}${describeProgress(hb, since(hb))}`);
     const phase = status?.phase ?? 'starting';
-    const line = `… ${phase}  ${hb ? describeProgress(hb, Date.now() - stepStarted) : ''}  ${formatDuration(Date.now() - started)}`;
+    const line = `… ${phase}  ${progress.join('  |  ')}  ${formatDuration(Date.now() - started)}`;
     if (live) {
       out.write(`\r\x1b[K${line.slice(0, (out.columns ?? 100) - 1)}`);
       liveLine = true;
-    } else if (Date.now() - lastPlain > 10_000 && hb) {
+    } else if (Date.now() - lastPlain > 10_000 && heartbeats.length) {
       out.write(`${line}\n`);
       lastPlain = Date.now();
     }

@@ -9,6 +9,7 @@ import { createActivities, defaultDeps, type ActivityDeps } from '../activities/
 import { resolveSetting, type Config } from '../src/config.ts';
 import { temporalTarget } from '../src/temporal.ts';
 import { installRuntimeLogger, log } from '../src/log.ts';
+import { sweepScratch } from '../src/scratch.ts';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -40,6 +41,9 @@ export async function createWorker({ config, workflowBundlePath, deps }: WorkerO
     maxHeartbeatThrottleInterval: '2s',
     defaultHeartbeatThrottleInterval: '2s',
   });
+  // What killed workers left on this host: their temporary directories, and scratch redis-servers on them.
+  const swept = await sweepScratch();
+  if (swept.directories.length) log.info('removed scratch left by stopped workers', { directories: swept.directories.length, processesStopped: swept.processes.length });
   log.info('worker ready', { address: target.address, namespace: target.namespace, taskQueue: target.taskQueue, systems: Object.keys(config.systems) });
   return { worker, connection };
 }

@@ -6,7 +6,7 @@
  *   1. find-backup, plan    the set (latest, latest-verified, a date, an ID), what
  *                           it holds, how old it is (RPO); dry run stops here
  *   2. approval             unless the input pre-approves
- *   3. stage <component>    each restored beside the live data and checked
+ *   3. stage <component>    all at once, each restored beside the live data and checked
  *                           against the manifest, while the application still runs
  *   4. scale-down           workloads to 0, their replicas remembered on them
  *   5. swap in <component>  configuration objects, files, database, Redis, SQLite

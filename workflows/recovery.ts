@@ -6,7 +6,7 @@
  * failure or cancellation at any point puts every swapped component back and
  * removes every staged one: never a half-restored target.
  */
-import { ApplicationFailure } from '@temporalio/workflow';
+import { ApplicationFailure, patched } from '@temporalio/workflow';
 import type { Component, Manifest } from '../src/domain/manifest.ts';
 import { activities, change, quick, transfer, watched } from './activityOptions.ts';
 import type { Compensation, RunTracker } from './run.ts';
@@ -15,6 +15,9 @@ import type { SetRestorePlan } from './shared.ts';
 const { findBackup } = activities(watched(quick));
 const { stageComponent, verifyComponent } = activities(transfer);
 const { swapInComponent, swapBackComponent, discardComponent } = activities(watched(change));
+
+/** Runs recorded before this patch staged and cleaned up one component after another. */
+const PARALLEL_STEPS = 'parallel-staging';
 
 export interface SetRestore {
   /** The system whose places are written. */
@@ -52,14 +55,26 @@ function stepInput(set: SetRestore, component: Component) {
   return { system: set.system, setSystem: set.setSystem, component, encryption: set.manifest.encryption, tag: set.tag };
 }
 
-/** Stages each component (nothing live changes); its cleanup registered first. */
+/**
+ * Stages every component (nothing live changes) at once: each writes to a
+ * place of its own (a recovery database, a spare Redis database, a sibling
+ * directory), so the wait is the slowest stage rather than the sum. Every
+ * cleanup is registered first, and all stages settle before a failure is
+ * thrown, so compensation never races a stage that is still running.
+ */
 export async function stageAll(run: RunTracker, set: SetRestore, components: Component[], compensations: Compensation[]): Promise<Record<string, string>> {
-  const found: Record<string, string> = {};
-  for (const c of components) {
-    compensations.unshift({ name: `clean up ${c.name}`, undo: () => discardComponent(stepInput(set, c)) });
-    found[c.name] = await run.step(`stage ${c.name}`, () => stageComponent(stepInput(set, c)), (detail) => detail);
+  const stage = (c: Component) => run.step(`stage ${c.name}`, () => stageComponent(stepInput(set, c)), (detail) => detail);
+  if (!patched(PARALLEL_STEPS)) {
+    const found: Record<string, string> = {};
+    for (const c of components) {
+      compensations.unshift({ name: `clean up ${c.name}`, undo: () => discardComponent(stepInput(set, c)) });
+      found[c.name] = await stage(c);
+    }
+    return found;
   }
-  return found;
+  for (const c of components) compensations.unshift({ name: `clean up ${c.name}`, undo: () => discardComponent(stepInput(set, c)) });
+  const details = await allSettledOrFirstError(components.map(stage));
+  return Object.fromEntries(components.map((c, i) => [c.name, details[i]!]));
 }
 
 /** Makes each staged component live; its way back registered first. */
@@ -70,9 +85,22 @@ export async function swapInAll(run: RunTracker, set: SetRestore, components: Co
   }
 }
 
-/** After success: what staging and swapping left is removed (a replaced database is kept, renamed). */
+/** After success: what staging and swapping left is removed, all at once (a replaced database is kept, renamed). */
 export async function commitAll(run: RunTracker, set: SetRestore, components: Component[]): Promise<void> {
-  for (const c of components) await run.step(`clean up ${c.name}`, () => discardComponent(stepInput(set, c)));
+  const cleanUp = (c: Component) => run.step(`clean up ${c.name}`, () => discardComponent(stepInput(set, c)));
+  if (!patched(PARALLEL_STEPS)) {
+    for (const c of components) await cleanUp(c);
+    return;
+  }
+  await allSettledOrFirstError(components.map(cleanUp));
+}
+
+/** Waits for every one, then throws the first failure: nothing is left running behind a thrown error. */
+async function allSettledOrFirstError<T>(work: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(work);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
 /** Deep verification: each component restored into a scratch place and compared with the manifest. */

@@ -4,8 +4,6 @@
  * contents) is taken from the archive as it goes by, and a restore must give
  * the same digest before the staged tree replaces the live one.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
@@ -23,6 +21,7 @@ import {
   type PodTarget,
   type TreeDigest,
 } from '../../src/adapters/files.ts';
+import { withScratchDir } from '../../src/scratch.ts';
 import { IntegrityError } from '../../src/errors.ts';
 import { consumeDownload, downloadArtifact, uploadArtifact } from '../artifacts.ts';
 import type { ComponentOf, ConfigOf, Driver, DriverContext } from './driver.ts';
@@ -98,16 +97,13 @@ export const filesDriver: Driver<'files'> = {
   },
 
   async verify(ctx, component) {
-    const dir = await mkdtemp(join(tmpdir(), 'opsflow-verify-'));
-    try {
+    return withScratchDir('verify', async (dir) => {
       const target = join(dir, 'tree');
       const staged = await consumeDownload(downloadArtifact(component, ctx.artifacts), (stream: Readable) =>
         stageLocal(target, 'verify', stream, { expectedBytes: component.rawBytes, signal: ctx.signal }),
       );
       checkTree(component, staged.digest);
       return `${describeTree(staged.digest)} extracted into a temporary directory, as in the manifest`;
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   },
 };

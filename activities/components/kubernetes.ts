@@ -11,7 +11,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { Manifest as KubeManifest } from '../../src/adapters/kubernetes/objects.ts';
-import { IntegrityError } from '../../src/errors.ts';
+import { IntegrityError, NotFoundError } from '../../src/errors.ts';
 import { restoreScratchPrefix, scratchNamespaceName } from '../../src/domain/names.ts';
 import { consumeDownload, downloadArtifact, uploadArtifact, type StoredArtifact } from '../artifacts.ts';
 import type { ComponentOf, ConfigOf, Driver, DriverContext } from './driver.ts';
@@ -63,7 +63,11 @@ const identity = (m: KubeManifest) => `${m.kind}/${m.metadata.name}`;
 async function withLiveReplicas(ctx: DriverContext, namespace: string, manifests: KubeManifest[]): Promise<KubeManifest[]> {
   const kinds = [...new Set(manifests.map((m) => m.kind).filter((k) => WORKLOAD_KINDS.has(k)))];
   if (!kinds.length) return manifests;
-  const live = await ctx.systems.kubernetes(ctx.system).objects.exportNamespace(namespace, { kinds, signal: ctx.signal }).catch(() => []);
+  // Only a namespace that is not there yet has no replicas to keep; an API that fails must not let the set's replicas through.
+  const live = await ctx.systems.kubernetes(ctx.system).objects.exportNamespace(namespace, { kinds, signal: ctx.signal }).catch((err: unknown) => {
+    if (err instanceof NotFoundError) return [];
+    throw err;
+  });
   const liveReplicas = new Map(live.map((m) => [identity(m), (m.spec as { replicas?: number } | undefined)?.replicas]));
   return manifests.map((m) => {
     const replicas = liveReplicas.get(identity(m));

@@ -6,8 +6,6 @@
  * key tells a retried swap whether it already happened.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
@@ -20,11 +18,12 @@ import {
   keyspaceSummary,
   parseRedisUrl,
   snapshot,
+  startRdbCheck,
   startScratchRedis,
-  verifyRdb,
   type ChunkSource,
 } from '../../src/adapters/redis.ts';
 import { IntegrityError } from '../../src/errors.ts';
+import { withScratchDir } from '../../src/scratch.ts';
 import { consumeDownload, downloadArtifact, uploadArtifact } from '../artifacts.ts';
 import type { ComponentOf, ConfigOf, Driver, DriverContext } from './driver.ts';
 
@@ -50,16 +49,6 @@ async function withRedis<T>(url: string, fn: (client: Redis) => Promise<T>): Pro
   }
 }
 
-/** A directory of its own for an RDB on the worker, removed afterwards. */
-async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), 'opsflow-rdb-'));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
 /**
  * The component's keys as a key stream, whatever its mode: a logical
  * backup is one already; a snapshot is loaded into a scratch redis-server
@@ -67,14 +56,19 @@ async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
  * count before `use` returns.
  */
 async function withKeyStream<T>(ctx: DriverContext, component: RedisComponent, use: (keys: ChunkSource) => Promise<T & { records: number }>): Promise<T> {
+  // Loading a snapshot drops keys whose TTL ran out since the backup: as few as `keys - expires` may be left.
+  const fewest = component.keys - (component.mode === 'snapshot' ? (component.expires ?? 0) : 0);
   const checkCount = (result: T & { records: number }) => {
-    if (result.records !== component.keys) throw new IntegrityError(`${component.name}: ${result.records} keys read back, the manifest says ${component.keys}`);
+    if (result.records > component.keys || result.records < fewest) {
+      const expected = fewest === component.keys ? `${component.keys}` : `${fewest} to ${component.keys} (${component.expires} have a TTL)`;
+      throw new IntegrityError(`${component.name}: ${result.records} keys read back, the manifest says ${expected}`);
+    }
     return result;
   };
   if (component.mode === 'logical') {
     return checkCount(await consumeDownload(downloadArtifact(component, ctx.artifacts), (stream: Readable) => use(stream)));
   }
-  return withTempDir(async (dir) => {
+  return withScratchDir('rdb', async (dir) => {
     const rdbFile = join(dir, 'dump.rdb');
     await consumeDownload(downloadArtifact(component, ctx.artifacts), (stream: Readable) => pipeline(stream, createWriteStream(rdbFile)));
     const scratch = await startScratchRedis({ rdbFile });
@@ -105,34 +99,43 @@ export const redisDriver: Driver<'redis'> = {
       const info = await exported.done;
       return { ...stored, kind: 'redis', name: config.name, mode: 'logical', db, keys: info.keys, startedAt, completedAt: new Date().toISOString() };
     }
-    // The RDB goes to S3 as it arrives and, beside it, to a temporary file
-    // that a scratch redis-server then loads: the CRC64 and every value are
-    // checked, and the manifest gets the exact key count of the snapshot.
-    return withTempDir(async (dir) => {
+    // The RDB goes to S3 as it arrives and, beside it, to redis-check-rdb,
+    // which checks its CRC64 and every value meanwhile, in flat memory, and
+    // to a temporary file, where its RESIZEDB records give the manifest the
+    // snapshot's key count.
+    return withScratchDir('rdb', async (dir) => {
       const rdbFile = join(dir, 'dump.rdb');
       const spool = createWriteStream(rdbFile);
+      const check = startRdbCheck();
       const snap = snapshot({ url }, { signal: ctx.signal });
       async function* teed() {
         for await (const chunk of snap.stream) {
-          if (!spool.write(chunk)) await once(spool, 'drain');
+          await Promise.all([spool.write(chunk) || once(spool, 'drain'), check.write(chunk)]);
           yield chunk;
         }
         spool.end();
+        check.end();
         await finished(spool);
       }
-      const stored = await uploadArtifact(key, teed(), snap.done, ctx.artifacts);
-      const verified = await verifyRdb(rdbFile);
-      return {
-        ...stored,
-        kind: 'redis',
-        name: config.name,
-        mode: 'snapshot',
-        db,
-        keys: verified.databases[db]?.keys ?? 0,
-        rdbVersion: verified.rdbVersion,
-        startedAt,
-        completedAt: new Date().toISOString(),
-      };
+      try {
+        const stored = await uploadArtifact(key, teed(), snap.done, ctx.artifacts);
+        const verified = await check.result(rdbFile);
+        return {
+          ...stored,
+          kind: 'redis',
+          name: config.name,
+          mode: 'snapshot',
+          db,
+          keys: verified.databases[db]?.keys ?? 0,
+          expires: verified.databases[db]?.expires ?? 0,
+          rdbVersion: verified.rdbVersion,
+          startedAt,
+          completedAt: new Date().toISOString(),
+        };
+      } finally {
+        check.cancel();
+        spool.destroy();
+      }
     });
   },
 

@@ -5,8 +5,7 @@
  * kept until the restore commits).
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -19,6 +18,7 @@ import {
   undoRestoreSqlite,
   type SqliteInfo,
 } from '../../src/adapters/sqlite.ts';
+import { withScratchDir } from '../../src/scratch.ts';
 import { IntegrityError, InvalidInputError } from '../../src/errors.ts';
 import { compareRowCounts, describeRowCountMismatches } from '../../src/domain/manifest.ts';
 import { consumeDownload, downloadArtifact, uploadArtifact } from '../artifacts.ts';
@@ -66,15 +66,12 @@ export const sqliteDriver: Driver<'sqlite'> = {
       const info = await snap.info;
       return { ...stored, kind: 'sqlite', name: config.name, source: `pod:${place.namespace}/${config.pod.workload}/${place.container}:${config.path}`, format: 'sqlite-backup', sqliteVersion: info.sqliteVersion, rowCounts: info.tables, startedAt, completedAt: new Date().toISOString() };
     }
-    const dir = await mkdtemp(join(tmpdir(), 'opsflow-sqlite-'));
-    try {
+    return withScratchDir('sqlite', async (dir) => {
       const copy = join(dir, 'backup.sqlite');
       const info = await sqliteSnapshot(config.path, copy, { signal: ctx.signal });
       const stored = await uploadArtifact(key, createReadStream(copy), Promise.resolve(), ctx.artifacts);
       return { ...stored, kind: 'sqlite', name: config.name, source: config.path, format: 'sqlite-backup', sqliteVersion: info.sqliteVersion, rowCounts: info.tables, startedAt, completedAt: new Date().toISOString() };
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   },
 
   async stage(ctx, component, config, tag) {
@@ -98,12 +95,9 @@ export const sqliteDriver: Driver<'sqlite'> = {
   },
 
   async verify(ctx, component) {
-    const dir = await mkdtemp(join(tmpdir(), 'opsflow-verify-'));
-    try {
+    return withScratchDir('verify', async (dir) => {
       const info = await fetchChecked(ctx, component, join(dir, 'copy.sqlite'));
       return `integrity ok, ${describeCounts(info.tables)}, as in the manifest`;
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   },
 };

@@ -13,7 +13,7 @@
  * And two ways back: `restoreRdb` puts an RDB in place of a server's dump
  * file and shuts the server down for the caller, who manages the process, to
  * restart; `importKeys` RESTOREs a key stream into any Redis. `verifyRdb`
- * loads an RDB into a throwaway redis-server and counts its keys.
+ * checks an RDB with redis-check-rdb and counts its keys per database.
  *
  * Errors are typed: a server that is down or loading is PeerUnavailable
  * (retry); bad credentials, a blocked command or a refused write are
@@ -23,9 +23,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { access, constants as fsConstants, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
+import { access, constants as fsConstants, open, rename, rm, stat } from 'node:fs/promises';
 import net, { type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -41,6 +40,8 @@ import {
   PeerUnavailableError,
 } from '../errors.ts';
 import { redact, rememberSecret } from '../secrets.ts';
+import { makeScratchDir } from '../scratch.ts';
+import { startTool } from './process.ts';
 
 // ---------------------------------------------------------------- targets
 
@@ -229,7 +230,7 @@ function lastBytes(previous: Buffer, chunk: Buffer, n: number): Buffer {
 /**
  * Watches an RDB go by: "REDIS" and a 4-digit version first, the EOF opcode
  * 9 bytes from the end. Deeper checks (the CRC64, every value) are the job of
- * redis-server loading it (`verifyRdb`).
+ * `verifyRdb`.
  */
 export class RdbCheck {
   bytes = 0;
@@ -1067,7 +1068,7 @@ function loadFailure(output: string, what: string): Error {
  * RDB: for verifying a snapshot, or as the empty target of an import.
  */
 export async function startScratchRedis(options: ScratchOptions = {}): Promise<ScratchRedis> {
-  const ownDir = options.rdbFile ? undefined : await mkdtemp(join(tmpdir(), 'opsflow-redis-'));
+  const ownDir = options.rdbFile ? undefined : await makeScratchDir('redis');
   const dir = options.rdbFile ? dirname(options.rdbFile) : ownDir!;
   const what = options.rdbFile ?? 'an empty dataset';
   for (let attempt = 1; ; attempt++) {
@@ -1145,9 +1146,13 @@ export interface RdbVerification {
   bytes: number;
   /** Keys in all databases. */
   keys: number;
-  /** Per database (INFO keyspace of a redis-server that loaded the file). */
+  /**
+   * Per database, as the file holds them (its RESIZEDB records): `expires`
+   * of the `keys` have a TTL, and some may have run out by the time the file
+   * is loaded, which then drops them.
+   */
   databases: Record<number, { keys: number; expires: number }>;
-  loadMs: number;
+  checkMs: number;
 }
 
 async function readRdbEnds(file: string): Promise<{ rdbVersion: number; bytes: number }> {
@@ -1171,23 +1176,154 @@ async function readRdbEnds(file: string): Promise<{ rdbVersion: number; bytes: n
   }
 }
 
+/** Reads an RDB length field (2-bit tag: 6-bit, 14-bit, 32-bit or 64-bit big-endian) at `at`. */
+function rdbLength(buf: Buffer, at: number): { value: number; next: number } {
+  const first = buf[at]!;
+  if (first >> 6 === 0) return { value: first & 0x3f, next: at + 1 };
+  if (first >> 6 === 1) return { value: ((first & 0x3f) << 8) | buf[at + 1]!, next: at + 2 };
+  if (first === 0x80) return { value: buf.readUInt32BE(at + 1), next: at + 5 };
+  if (first === 0x81) return { value: Number(buf.readBigUInt64BE(at + 1)), next: at + 9 };
+  throw new IntegrityError(`unexpected RDB length encoding 0x${first.toString(16)} at offset ${at}`);
+}
+
+const RDB_OPCODE_RESIZEDB = 0xfb;
+
 /**
- * Deep check of an RDB file: a throwaway redis-server loads it (checking its
- * CRC64 and every value) and reports its keys per database. The file is only
- * read. Its directory must be readable by redis-server.
+ * The keys of each database from the RESIZEDB record (db size, expires size)
+ * that Redis writes right after each SELECTDB. `selects` maps a database to
+ * the file offset just past its SELECTDB; undefined when a record is missing
+ * (an RDB older than version 7, or from another writer).
  */
-export async function verifyRdb(rdbFile: string, options: { redisServer?: string; startTimeoutMs?: number } = {}): Promise<RdbVerification> {
-  const ends = await readRdbEnds(rdbFile);
-  const started = Date.now();
+async function resizeDbCounts(file: string, selects: Map<number, number>): Promise<RdbVerification['databases'] | undefined> {
+  const fh = await open(file, 'r');
+  try {
+    const databases: RdbVerification['databases'] = {};
+    for (const [db, offset] of selects) {
+      const buf = Buffer.alloc(19);
+      await fh.read(buf, 0, buf.length, offset);
+      if (buf[0] !== RDB_OPCODE_RESIZEDB) return undefined;
+      const keys = rdbLength(buf, 1);
+      const expires = rdbLength(buf, keys.next);
+      databases[db] = { keys: keys.value, expires: expires.value };
+    }
+    return databases;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** What `redis-check-rdb` printed: its verdict, the SELECTDB offsets, and the keys it read. */
+function parseCheckOutput(output: string, what: string): { selects: Map<number, number>; keys: number } {
+  const version = /Can't handle RDB format version (\d+)/.exec(output);
+  if (version) throw new PeerRejectedError(`this redis-check-rdb cannot read ${what}: it is RDB version ${version[1]}, from a newer Redis; check it with redis-check-rdb at least as new as the source`);
+  // It reports a bad CRC64 this way yet exits 0: the text is the verdict, not the exit code.
+  const error = output.indexOf('--- RDB ERROR DETECTED ---');
+  if (error >= 0) {
+    const detail = output.slice(error).split('\n').slice(1).filter((l) => !l.startsWith('[info]')).join('\n').trim();
+    throw new IntegrityError(`${what} is damaged (redis-check-rdb):\n${redact(detail)}`);
+  }
+  const keys = /^\[info\] (\d+) keys read$/m.exec(output);
+  if (!/RDB looks OK/.test(output) || !keys) throw new IntegrityError(`redis-check-rdb gave no verdict on ${what}:\n${redact(output.trim().split('\n').slice(-8).join('\n'))}`);
+  const selects = new Map<number, number>();
+  for (const m of output.matchAll(/^\[offset (\d+)\] Selecting DB ID (\d+)$/gm)) selects.set(Number(m[2]), Number(m[1]));
+  return { selects, keys: Number(keys[1]) };
+}
+
+/** Keys per database by loading the file into a throwaway redis-server: for an RDB without RESIZEDB records. */
+async function countKeysByLoading(rdbFile: string, options: { redisServer?: string; startTimeoutMs?: number }): Promise<RdbVerification['databases']> {
   const scratch = await startScratchRedis({ rdbFile, redisServer: options.redisServer, startTimeoutMs: options.startTimeoutMs });
   try {
-    const loadMs = Date.now() - started;
-    const databases = await withClient(parseRedisUrl(scratch.url), 'cannot read the keyspace of the scratch server', async (c) => parseKeyspace(await c.info('keyspace')));
-    const keys = Object.values(databases).reduce((n, d) => n + d.keys, 0);
-    return { ...ends, keys, databases, loadMs };
+    return await withClient(parseRedisUrl(scratch.url), 'cannot read the keyspace of the scratch server', async (c) => parseKeyspace(await c.info('keyspace')));
   } finally {
     await scratch.stop();
   }
+}
+
+export interface RdbCheckOptions {
+  /** For an RDB without RESIZEDB records, whose keys are counted by loading it. */
+  redisServer?: string;
+  redisCheckRdb?: string;
+  startTimeoutMs?: number;
+}
+
+export interface RdbDeepCheck {
+  /** The RDB's next bytes, for a check started without a file; resolves when it can take more. */
+  write(chunk: Buffer): Promise<void>;
+  /** After the last byte. */
+  end(): void;
+  /** Stops the check (the RDB will not be complete). */
+  cancel(): void;
+  /** The verdict once the check has read everything; `rdbFile` holds the same bytes (for the per-database counts). */
+  result(rdbFile: string): Promise<RdbVerification>;
+}
+
+/**
+ * Deep check of an RDB with `redis-check-rdb`: its CRC64, and every value
+ * parsed and let go one at a time, so memory stays flat however big the
+ * data (a redis-server loading it would hold the whole dataset). It reads
+ * `rdbFile` or, without one, its `input` as the RDB streams by, so that the
+ * check of a backup runs during its upload. Keys per database come from the
+ * file's RESIZEDB records, and their sum must be the keys the check read.
+ */
+export function startRdbCheck(options: RdbCheckOptions & { rdbFile?: string } = {}): RdbDeepCheck {
+  const started = Date.now();
+  const bin = options.redisCheckRdb ?? 'redis-check-rdb';
+  // Node gives a child a socket for its stdin, which /dev/stdin cannot open: `cat` turns it into a pipe.
+  const [command, args] = options.rdbFile ? [bin, [options.rdbFile]] : ['sh', ['-c', 'cat | "$0" /dev/stdin', bin]];
+  const tool = startTool(command, args, {
+    stdio: [options.rdbFile ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    keepOutput: true,
+    onFailure: (message) => new IntegrityError(message),
+  });
+  const output = (async () => {
+    let text = '';
+    for await (const chunk of tool.output!) text += chunk.toString('utf8');
+    return text;
+  })();
+  const input = tool.child.stdin;
+  // A check that stops early (it found damage) closes its stdin: its verdict tells, not the writer's EPIPE.
+  input?.on('error', () => undefined);
+  const open = () => input && !input.destroyed && !input.writableEnded;
+  return {
+    write(chunk) {
+      if (!open() || input!.write(chunk)) return Promise.resolve();
+      return new Promise((resolve) => {
+        const ready = () => {
+          input!.off('drain', ready).off('close', ready);
+          resolve();
+        };
+        input!.on('drain', ready).on('close', ready);
+      });
+    },
+    end() {
+      if (open()) input!.end();
+    },
+    cancel() {
+      input?.destroy(); // cat, then the check, see the end of their input and exit
+      tool.child.kill('SIGKILL');
+    },
+    async result(rdbFile) {
+      const text = await output;
+      const exit = await tool.done.then(() => undefined, (err: Error) => err);
+      if (exit && !text) throw exit; // it never ran
+      const ends = await readRdbEnds(rdbFile);
+      // The printed verdict before the exit code: it says more (and a bad CRC exits 0).
+      const parsed = parseCheckOutput(text, rdbFile);
+      if (exit) throw exit;
+      const counted = await resizeDbCounts(rdbFile, parsed.selects);
+      const databases = counted ?? (await countKeysByLoading(rdbFile, options));
+      const keys = Object.values(databases).reduce((n, d) => n + d.keys, 0);
+      if (counted && keys !== parsed.keys) {
+        throw new IntegrityError(`${rdbFile}: its RESIZEDB records count ${keys} keys, redis-check-rdb read ${parsed.keys}`);
+      }
+      return { ...ends, keys, databases, checkMs: Date.now() - started };
+    },
+  };
+}
+
+/** `startRdbCheck` of a whole file. The file is only read. */
+export async function verifyRdb(rdbFile: string, options: RdbCheckOptions = {}): Promise<RdbVerification> {
+  return startRdbCheck({ ...options, rdbFile }).result(rdbFile);
 }
 
 // ---------------------------------------------------------------- RDB restore (a server opsflow manages)
@@ -1200,8 +1336,8 @@ export interface RdbRestoreOptions {
    */
   dataDir?: string;
   /**
-   * Load the new RDB into a throwaway redis-server before swapping it in
-   * (default true). It needs about the dataset's memory again on this host.
+   * Check the new RDB (`verifyRdb`: CRC64 and every value) before swapping
+   * it in (default true).
    */
   verify?: boolean;
   redisServer?: string;

@@ -45,8 +45,14 @@ export const redisComponentSchema = z.object({
   mode: z.enum(['snapshot', 'logical']),
   /** The database (index) the restore brings back. */
   db: z.number().int().nonnegative(),
-  /** Keys of that database in the backup (for a snapshot, counted by loading it). */
+  /** Keys of that database in the backup (for a snapshot, as its RDB counts them). */
   keys: z.number().int().nonnegative(),
+  /**
+   * Of those, keys with a TTL (snapshots from this version on). Loading a
+   * snapshot drops keys whose time ran out, so a restore reads back between
+   * `keys - expires` and `keys`.
+   */
+  expires: z.number().int().nonnegative().optional(),
   rdbVersion: z.number().int().optional(),
 });
 

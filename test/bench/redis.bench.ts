@@ -8,7 +8,7 @@
  *   + aws       redis-cli -p P --rdb FILE && aws s3 cp FILE s3://…  (the runbooks' way, the RDB stored as it is)
  *   opsflow     the `backup` workflow on a worker process, for a system whose set is
  *               { kind: redis, mode: snapshot }: the RDB streamed through zstd to S3 and,
- *               beside it, to a temporary file that a scratch redis-server loads (CRC and
+ *               beside it, to a temporary file that redis-check-rdb reads (CRC and
  *               every value checked, the exact key count for the manifest)
  * once per transfer mode of the server: diskless (the RDB streamed from the
  * fork; Redis 7's default) and disk (BGSAVE to the server's disk, then the
@@ -79,8 +79,8 @@ interface SizeResult {
   targetMiB: number;
   keys: number;
   usedMemory: number;
-  /** Seconds a scratch redis-server takes to load the RDB: the check opsflow adds to a snapshot. */
-  loadSeconds: number;
+  /** Seconds redis-check-rdb takes over the RDB: the check opsflow adds to a snapshot. */
+  checkSeconds: number;
   transfers: Record<Transfer, Record<Method, Measurement>>;
 }
 
@@ -100,7 +100,7 @@ async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResu
     log(`${targetMiB} MiB: ${keys.toLocaleString('en-US')} keys, used_memory ${mib(usedMemory)} MiB, filled in ${((Date.now() - fillStart) / 1000).toFixed(0)} s`);
     w = await startBenchWorker(ctx, setup, { BENCH_REDIS_URL: server.url });
     const transfers = {} as SizeResult['transfers'];
-    let loadSeconds = 0;
+    let checkSeconds = 0;
     const rdbFile = join(ctx.dir, `cli-${targetMiB}.rdb`);
     for (const transfer of TRANSFERS) {
       await client.config('SET', 'repl-diskless-sync', transfer === 'diskless' ? 'yes' : 'no');
@@ -110,7 +110,7 @@ async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResu
         const { floor, plain } = await runPlain(ctx, server.port, rdbFile, `bench/rdb/${system}-${transfer}-${r}.rdb`);
         runs['redis-cli'].push(floor);
         runs['redis-cli + aws'].push(plain);
-        loadSeconds ||= (await verifyRdb(rdbFile)).loadMs / 1000;
+        checkSeconds ||= (await verifyRdb(rdbFile)).checkMs / 1000;
         log(`${tag}: redis-cli ${floor.seconds.toFixed(2)} s (${mib(floor.rdbBytes)} MiB RDB), + aws s3 cp ${plain.seconds.toFixed(2)} s`);
         const o = await runOpsflow(w, system, keys);
         runs.opsflow.push(o);
@@ -118,7 +118,7 @@ async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResu
       }
       transfers[transfer] = Object.fromEntries(METHODS.map((m) => [m, median(runs[m])])) as Record<Method, Measurement>;
     }
-    return { targetMiB, keys, usedMemory, loadSeconds, transfers };
+    return { targetMiB, keys, usedMemory, checkSeconds, transfers };
   } finally {
     await w?.close();
     client.disconnect();
@@ -132,7 +132,7 @@ function report(results: SizeResult[]): { text: string; pass: boolean } {
   const out = ['', `Redis backup benchmark — ${new Date().toISOString()}, ${RUNS} run(s) per method${RUNS > 1 ? ' (median shown)' : ''}, MiB = 2^20 bytes`];
   const names: Record<Method, string> = { 'redis-cli': 'redis-cli --rdb FILE', 'redis-cli + aws': 'redis-cli --rdb FILE && aws s3 cp FILE', opsflow: 'opsflow backup workflow (worker)' };
   for (const r of results) {
-    out.push('', `== ${r.targetMiB} MiB target: used_memory ${mib(r.usedMemory)} MiB, ${r.keys.toLocaleString('en-US')} keys; a scratch redis-server loads the RDB in ${r.loadSeconds.toFixed(2)} s (opsflow's check)`);
+    out.push('', `== ${r.targetMiB} MiB target: used_memory ${mib(r.usedMemory)} MiB, ${r.keys.toLocaleString('en-US')} keys; redis-check-rdb reads the RDB in ${r.checkSeconds.toFixed(2)} s (opsflow's check)`);
     const rows = [['transfer', 'method', 'wall s', 'RDB MiB/s', 'RDB MiB', 'stored MiB', 'peak RSS MiB']];
     for (const transfer of TRANSFERS) {
       for (const method of METHODS) {
@@ -161,7 +161,7 @@ function summary(results: SizeResult[], pass: boolean) {
     targetMiB: r.targetMiB,
     keys: r.keys,
     usedMemoryBytes: r.usedMemory,
-    rdbLoadSeconds: r.loadSeconds,
+    rdbCheckSeconds: r.checkSeconds,
     transfers: Object.fromEntries(TRANSFERS.map((t) => [t, Object.fromEntries(METHODS.map((method) => {
       const m = r.transfers[t][method];
       return [method, { ...measuredSummary(m), rdbBytes: m.rdbBytes, storedBytes: m.storedBytes }];

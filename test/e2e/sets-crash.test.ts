@@ -2,9 +2,10 @@
  * Worker crashes in the middle of a backup set and of its restore, for every
  * component kind: PostgreSQL, Redis (snapshot), a directory and SQLite,
  * encrypted. The worker is killed (SIGKILL) while each component's bytes
- * are moving (`backup <name>`, then `stage <name>`) and once inside a swap
- * (`swapIn cache`, held there by pausing Redis writes); a new worker
- * finishes the same workflow each time.
+ * are moving (`backup <name>` one after another; then once in the restore,
+ * whose components stage at once) and once inside a swap (`swapIn cache`,
+ * held there by pausing Redis writes); a new worker finishes the same
+ * workflow each time.
  *
  * Nothing lost: the set verifies, and the restored live data equals what was
  * backed up, component by component. Nothing done twice: one set, one
@@ -18,17 +19,19 @@
  */
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { bedEnv, bedStore, client, eventually, startWorker, testSetup, type WorkerProcess } from '../support/bed.ts';
+import pg from 'pg';
+import { bedEnv, bedStore, client, eventually, pgUrl, startWorker, testSetup, type WorkerProcess } from '../support/bed.ts';
 import { createSampleDatabase, dropDatabase, sql } from '../support/data.ts';
 import { assertSameSet, fillFiles, fillRedis, redisUrl, setFingerprint, sqlite, type SetFingerprint } from '../support/sets.ts';
 import type { OpsflowClient } from '../../src/client.ts';
 import type { Manifest } from '../../src/domain/manifest.ts';
-import { heartbeatOf } from '../../src/progress.ts';
+import { heartbeatsOf } from '../../src/progress.ts';
 import { backupIdFor, backupPrefix, recoveryDatabaseName, retiredDatabaseName } from '../../src/domain/names.ts';
 
 const SYSTEM = 'setscrash';
@@ -81,28 +84,31 @@ async function newWorker(speed: 'capped' | 'fast'): Promise<void> {
 }
 
 /**
- * Waits until the workflow's running activity heartbeats `step` (first
- * attempt) with at least `minBytes` moved, SIGKILLs the worker, and starts a
- * new one. Returns the heartbeat the kill followed.
+ * Waits until the workflow's running activities heartbeat every one of
+ * `steps` (first attempts) with at least `minBytes` moved each, SIGKILLs the
+ * worker, and starts a new one. Returns the bytes each had moved.
  */
-async function killDuring(t: TestContext, workflowId: string, step: string, minBytes: number, next: 'capped' | 'fast', beforeKill?: () => Promise<void>) {
+async function killDuring(t: TestContext, workflowId: string, steps: string[], minBytes: number, next: 'capped' | 'fast', beforeKill?: () => Promise<void>) {
   const handle = opsflow.temporal.workflow.getHandle(workflowId);
-  const seen = await eventually(`${step} under way`, async () => {
-    const hb = await heartbeatOf(handle);
-    if (!hb || hb.step !== step || hb.attempt !== 1) return undefined;
-    const moved = 'bytesIn' in hb ? (step.startsWith('backup') ? hb.bytesOut : hb.bytesIn) : 0;
-    return moved >= minBytes ? { ...hb, moved } : undefined;
+  const moved = await eventually(`${steps.join(', ')} under way`, async () => {
+    const heartbeats = await heartbeatsOf(handle);
+    const seen: Record<string, number> = {};
+    for (const hb of heartbeats) {
+      if (!steps.includes(hb.step) || hb.attempt !== 1) continue;
+      seen[hb.step] = 'bytesIn' in hb ? (hb.step.startsWith('backup') ? hb.bytesOut : hb.bytesIn) : 0;
+    }
+    return steps.every((step) => (seen[step] ?? -1) >= minBytes) ? seen : undefined;
   }, 120_000).catch(async (err: Error) => {
-    // Say where the run is instead: its steps, its running activity, the worker's last lines.
+    // Say where the run is instead: its steps, its running activities, the worker's last lines.
     const status = await opsflow.status(workflowId).catch((e: Error) => e.message);
     const pending = (await handle.describe()).raw.pendingActivities?.map((a) => ({ type: a.activityType?.name, attempt: a.attempt, state: a.state, lastFailure: a.lastFailure?.message }));
-    throw new Error(`${err.message}\nstatus: ${JSON.stringify(status)}\npending: ${JSON.stringify(pending)}\nheartbeat: ${JSON.stringify(await heartbeatOf(handle))}\nworker:\n${worker?.logs().slice(-3000)}`);
+    throw new Error(`${err.message}\nstatus: ${JSON.stringify(status)}\npending: ${JSON.stringify(pending)}\nheartbeats: ${JSON.stringify(await heartbeatsOf(handle))}\nworker:\n${worker?.logs().slice(-3000)}`);
   });
   await beforeKill?.();
   await worker!.kill();
-  t.diagnostic(`${((Date.now() - started) / 1000).toFixed(1)} s: killed the worker during "${step}" after ${seen.moved} bytes`);
+  t.diagnostic(`${((Date.now() - started) / 1000).toFixed(1)} s: killed the worker during ${steps.map((step) => `"${step}" after ${moved[step]} bytes`).join(', ')}`);
   await newWorker(next);
-  return seen;
+  return moved;
 }
 
 /** The last attempt of each `activityType` activity in the workflow's history, by component name. */
@@ -121,6 +127,15 @@ async function lastAttempts(workflowId: string, activityType: string): Promise<R
     if (name) attempts[name] = Math.max(attempts[name] ?? 0, startedEvent.attempt ?? 1);
   }
   return attempts;
+}
+
+/** Processes with `dir` on their command line (a scratch redis-server has its --dir there). */
+function processesUsing(dir: string): string[] {
+  try {
+    return execFileSync('pgrep', ['-a', '-f', dir], { encoding: 'utf8' }).trim().split('\n');
+  } catch {
+    return []; // pgrep exits 1 when none match
+  }
 }
 
 async function listKeys(prefix: string): Promise<string[]> {
@@ -237,10 +252,10 @@ describe('worker killed mid-backup and mid-restore of a set, every component kin
     const killedAfter: Record<string, number> = {};
     for (const [i, { name, file }] of COMPONENTS.entries()) {
       const last = i === COMPONENTS.length - 1;
-      const seen = await killDuring(t, run.workflowId, `backup ${name}`, 100_000, last ? 'fast' : 'capped', async () => {
+      const moved = await killDuring(t, run.workflowId, [`backup ${name}`], 100_000, last ? 'fast' : 'capped', async () => {
         assert.equal((await bedStore().incompleteUploads(folder + file)).length, 1, `the upload of ${name} is in flight`);
       });
-      killedAfter[name] = seen.moved;
+      killedAfter[name] = moved[`backup ${name}`]!;
     }
 
     manifest = (await run.result()).manifest!;
@@ -264,24 +279,41 @@ describe('worker killed mid-backup and mid-restore of a set, every component kin
     t.diagnostic(`${((Date.now() - started) / 1000).toFixed(1)} s: verified`);
   });
 
-  it('a restore killed while staging each component and inside a swap is finished by new workers: every component exact, nothing left behind', async (t) => {
+  it('a restore killed while staging every component and inside a swap is finished by new workers: every component exact, nothing left behind', async (t) => {
     assert.ok(manifest, 'needs the backup of the first test');
     await changeEverything();
     assert.notDeepEqual((await setFingerprint(places)).tables, backedUp.tables);
     await worker!.stop();
     await newWorker('capped');
 
-    const run = await opsflow.startRestore({ system: SYSTEM, backup: manifest.backupId, approved: true });
-    const tag = (await run.handle.describe()).runId;
-    for (const { name } of COMPONENTS) {
-      // Before the last stage is killed, Redis writes are paused: the swap-in of the cache (after the
-      // database's) then waits inside its activity, and the next kill lands there.
-      const pauseRedis = name === 'hive' ? () => withRedis(LIVE_DB, (r) => r.call('CLIENT', 'PAUSE', '120000', 'WRITE')).then(() => undefined) : undefined;
-      const seen = await killDuring(t, run.workflowId, `stage ${name}`, 100_000, name === 'hive' ? 'fast' : 'capped', pauseRedis);
-      const { storedBytes } = manifest.components.find((c) => c.name === name)!;
-      assert.ok(seen.moved < storedBytes, `${name}: the kill came mid-download (${seen.moved} of ${storedBytes} bytes)`);
+    // The database's swap-in, the first, will be held on a lock: its RENAME waits for this open
+    // transaction's COMMENT ON the database. Then Redis writes are paused, the lock let go, and the
+    // cache's SWAPDB, next, waits inside its activity for a kill.
+    const hold = new pg.Client({ connectionString: pgUrl('postgres') });
+    await hold.connect();
+    await hold.query('BEGIN');
+    await hold.query(`COMMENT ON DATABASE ${DB} IS 'held by the test'`);
+    let run: Awaited<ReturnType<typeof opsflow.startRestore>>;
+    let tag: string;
+    try {
+      run = await opsflow.startRestore({ system: SYSTEM, backup: manifest.backupId, approved: true });
+      tag = (await run.handle.describe()).runId;
+      // The components stage at once: one kill lands in all four downloads.
+      const moved = await killDuring(t, run.workflowId, COMPONENTS.map(({ name }) => `stage ${name}`), 100_000, 'fast');
+      for (const { name } of COMPONENTS) {
+        const { storedBytes } = manifest.components.find((c) => c.name === name)!;
+        assert.ok(moved[`stage ${name}`]! < storedBytes, `${name}: the kill came mid-download (${moved[`stage ${name}`]} of ${storedBytes} bytes)`);
+      }
+      await eventually('the database swap waiting on the lock', async () => {
+        const waiting = await hold.query(`SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.objid WHERE l.locktype = 'object' AND NOT l.granted AND d.datname = $1`, [DB]);
+        return waiting.rowCount ? true : undefined;
+      }, 120_000);
+      await withRedis(LIVE_DB, (r) => r.call('CLIENT', 'PAUSE', '120000', 'WRITE'));
+    } finally {
+      await hold.query('ROLLBACK');
+      await hold.end();
     }
-    await killDuring(t, run.workflowId, 'swapIn cache', 0, 'fast', async () => {
+    await killDuring(t, run.workflowId, ['swapIn cache'], 0, 'fast', async () => {
       assert.equal(await withRedis(STAGING_DB, (r) => r.exists(`opsflow:restore-marker:${tag}`)), 1, 'the cache is staged, not yet swapped');
     });
     await withRedis(LIVE_DB, (r) => r.call('CLIENT', 'UNPAUSE'));
@@ -310,7 +342,8 @@ describe('worker killed mid-backup and mid-restore of a set, every component kin
       [...manifest.components.map((c) => c.key), `${folder}manifest.json`, `${folder}verified.json`].sort(),
       'no restore scratch objects in S3',
     );
-    const leftovers = readdirSync(workerTmp).filter((name) => !name.startsWith('tsx-'));
-    if (leftovers.length) t.diagnostic(`left in the killed workers' temporary directory: ${leftovers.join(', ')}`);
+    // Killed workers leave scratch directories (and a scratch redis-server on one); each new worker removed them as it started.
+    assert.deepEqual(readdirSync(workerTmp).filter((name) => !name.startsWith('tsx-')), [], 'nothing left in the workers\' temporary directory');
+    assert.deepEqual(processesUsing(workerTmp), [], 'no scratch process left running');
   });
 });

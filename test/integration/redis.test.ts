@@ -25,6 +25,7 @@ import {
   keyspaceSummary,
   restoreRdb,
   snapshot,
+  startRdbCheck,
   startScratchRedis,
   verifyRdb,
   type ScratchRedis,
@@ -290,6 +291,28 @@ describe('Redis snapshot (replication protocol)', () => {
     const info = async () => /^connected_slaves:(\d+)/m.exec(await source.info('replication'))?.[1];
     for (let i = 0; i < 50 && (await info()) !== '0'; i++) await sleep(100);
     assert.equal(await info(), '0');
+  });
+
+  it('redis-check-rdb fed the RDB as it streams by gives the verdict and counts of the file', async () => {
+    const check = startRdbCheck();
+    for await (const chunk of createReadStream(rdbFile, { highWaterMark: 256 * 1024 })) await check.write(chunk as Buffer);
+    check.end();
+    const streamed = await check.result(rdbFile);
+    const fromFile = await verifyRdb(rdbFile);
+    assert.deepEqual(streamed.databases, fromFile.databases);
+    assert.equal(streamed.databases[DB]?.keys, expectedKeys);
+    assert.equal(streamed.keys, fromFile.keys);
+  });
+
+  it('an RDB with one byte changed in the middle is refused with the CRC error (redis-check-rdb itself exits 0 on it)', async () => {
+    const bytes = readFileSync(rdbFile);
+    // A byte inside BIG_VALUE, which is raw random data: only the CRC64 can tell.
+    const at = bytes.indexOf(BIG_VALUE.subarray(0, 64)) + 1000;
+    assert.ok(at > 1000, 'the 4 MiB value is stored raw in the RDB');
+    bytes[at] = bytes[at]! ^ 0xff;
+    const flipped = join(dir, 'flipped.rdb');
+    writeFileSync(flipped, bytes);
+    await assert.rejects(verifyRdb(flipped), (err: Error) => err instanceof IntegrityError && /is damaged/.test(err.message) && /CRC/.test(err.message));
   });
 
   it('a cut-off RDB is refused by verifyRdb; a non-RDB file too', async () => {

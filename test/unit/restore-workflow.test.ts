@@ -113,9 +113,23 @@ function start(taskQueue: string, input: RestoreInput | DisasterRecoveryInput, w
   return env.client.workflow.start(workflow, { taskQueue, workflowId: `${workflow}-${randomUUID()}`, args: [input] });
 }
 
-/** Calls that change something (the set-restore steps, scaling), in order. */
+/**
+ * Calls that change something (the set-restore steps, scaling), in order.
+ * Components stage, and are cleaned up after success, at once, so a run of
+ * stage or discard calls is sorted: their start order is the worker's.
+ */
 function changes(calls: Calls): string[] {
-  return calls.filter((c) => /^(stage|swapIn|swapBack|discard|scaleDown|scaleBack|restart|switchTraffic) ?/.test(c));
+  const changing = calls.filter((c) => /^(stage|swapIn|swapBack|discard|scaleDown|scaleBack|restart|switchTraffic) ?/.test(c));
+  const verb = (c: string) => c.split(' ')[0]!;
+  const out: string[] = [];
+  for (let i = 0; i < changing.length; ) {
+    let j = i;
+    while (j < changing.length && verb(changing[j]!) === verb(changing[i]!)) j++;
+    const run = changing.slice(i, j);
+    out.push(...(['stage', 'discard'].includes(verb(changing[i]!)) ? run.sort() : run));
+    i = j;
+  }
+  return out;
 }
 
 async function failureMessage(p: Promise<unknown>): Promise<string> {
@@ -139,7 +153,24 @@ describe('restore workflow (stubbed activities, time skipping)', () => {
       const result = await handle.result();
       assert.equal(result.approvedBy, 'alice');
     });
-    assert.deepEqual(changes(calls), ['stage postgres', 'stage cache', 'swapIn postgres', 'swapIn cache', 'discard postgres', 'discard cache']);
+    assert.deepEqual(changes(calls), ['stage cache', 'stage postgres', 'swapIn postgres', 'swapIn cache', 'discard cache', 'discard postgres']);
+  });
+
+  it('stages the components at the same time, and cleans up at the same time', async () => {
+    const calls: Calls = [];
+    let running = 0;
+    const mostAtOnce: Record<string, number> = { stage: 0, discard: 0 };
+    /** Stays running until another call of its kind has started too (or 2 s pass): a run that waits for each in turn shows 1. */
+    const overlapping = (kind: string) => async () => {
+      running++;
+      mostAtOnce[kind] = Math.max(mostAtOnce[kind]!, running);
+      for (let i = 0; i < 40 && running < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 50));
+      running--;
+      return 'staged';
+    };
+    await withWorker(stubs(calls, { stageComponent: overlapping('stage'), discardComponent: overlapping('discard') }), async (tq) => (await start(tq, { system: 'shop', approved: true })).result());
+    assert.deepEqual(mostAtOnce, { stage: 2, discard: 2 });
   });
 
   it('only the components asked for', async () => {
@@ -245,7 +276,7 @@ describe('disasterRecovery workflow (stubbed activities, time skipping)', () => 
     const calls: Calls = [];
     const result = await withWorker(stubs(calls), async (tq) => (await start(tq, { system: 'shop', approved: true }, 'disasterRecovery')).result());
     assert.deepEqual(changes(calls), [
-      'stage postgres', 'stage cache', 'scaleDown 0', 'swapIn postgres', 'swapIn cache', 'scaleBack', 'switchTraffic', 'discard postgres', 'discard cache',
+      'stage cache', 'stage postgres', 'scaleDown 0', 'swapIn postgres', 'swapIn cache', 'scaleBack', 'switchTraffic', 'discard cache', 'discard postgres',
     ]);
     assert.ok(calls.indexOf('waitReady') > calls.indexOf('scaleBack') && calls.indexOf('health') < calls.indexOf('switchTraffic'));
     const r = result as { rtoSeconds: number; rpoSeconds: number; trafficSwitched: boolean; plan: { workloads: string[] } };
