@@ -108,7 +108,12 @@ export interface ArtifactRef {
 }
 
 export interface Download {
-  /** The raw bytes (decompressed, decrypted), as zstd produces them. */
+  /**
+   * The raw bytes (decompressed, decrypted), as zstd produces them. With
+   * `toProcess`, zstd's own stdout, to hand to another process at once as
+   * its stdin (spawn's stdio), so the bytes go from process to process
+   * without passing through this one.
+   */
   stream: Readable;
   /**
    * Resolves once the object was read to its end and matches the manifest;
@@ -127,10 +132,10 @@ export interface Download {
 /** How long a consumer's failure waits for zstd to say whether the object itself is bad. */
 const CANCEL_GRACE_MS = 2000;
 
-export function downloadArtifact(artifact: ArtifactRef, options: ArtifactOptions): Download {
+export function downloadArtifact(artifact: ArtifactRef, options: ArtifactOptions, output: { toProcess?: boolean } = {}): Download {
   const { store, signal, progress } = options;
   if (artifact.encrypted && !options.dataKey) throw new IntegrityError(`${artifact.key} is encrypted but no data key was given`);
-  const zstd = startTool('zstd', ['-d', '-q', '-c'], { signal, keepOutput: true });
+  const zstd = startTool('zstd', ['-d', '-q', '-c'], { signal, keepOutput: !output.toProcess });
   const hash = createHash('sha256');
   let bytes = 0;
   let cancelled = false;
@@ -179,7 +184,7 @@ export function downloadArtifact(artifact: ArtifactRef, options: ArtifactOptions
     cancelled = true;
     zstd.child.kill('SIGKILL');
   };
-  return { stream: zstd.output!, verified, cancel };
+  return { stream: output.toProcess ? zstd.child.stdout! : zstd.output!, verified, cancel };
 }
 
 /** Resolves when `stream` takes more data, or can never again (zstd exited). */

@@ -9,19 +9,30 @@ export async function* tap(source: AsyncIterable<Buffer>, onChunk: (chunk: Buffe
   }
 }
 
+export interface Clock {
+  now(): number;
+  sleep(ms: number): Promise<unknown>;
+}
+
+const realClock: Clock = { now: () => Date.now(), sleep: (ms) => sleep(ms) };
+
+/** How much unused allowance a stream may save up while its source is idle: then it bursts at most this long. */
+const THROTTLE_BURST_MS = 1000;
+
 /**
  * Caps a stream's rate, so a backup does not saturate the link or the
- * database during business hours. `bytesPerSecond` undefined = no cap.
+ * database during business hours. `bytesPerSecond` undefined = no cap. A
+ * source that pauses (Redis preparing its snapshot, a slow disk) does not
+ * earn the time back: after a pause the stream goes on at the cap.
  */
-export async function* throttle(source: AsyncIterable<Buffer>, bytesPerSecond: number | undefined): AsyncGenerator<Buffer> {
+export async function* throttle(source: AsyncIterable<Buffer>, bytesPerSecond: number | undefined, clock: Clock = realClock): AsyncGenerator<Buffer> {
   if (!bytesPerSecond) return yield* source;
-  const start = Date.now();
-  let sent = 0;
+  /** When the bytes sent so far were due, at the cap. */
+  let due = clock.now();
   for await (const chunk of source) {
-    sent += chunk.length;
-    const due = start + (sent / bytesPerSecond) * 1000;
-    const wait = due - Date.now();
-    if (wait > 0) await sleep(wait);
+    due = Math.max(due, clock.now() - THROTTLE_BURST_MS) + (chunk.length / bytesPerSecond) * 1000;
+    const wait = due - clock.now();
+    if (wait > 0) await clock.sleep(wait);
     yield chunk;
   }
 }

@@ -25,8 +25,9 @@ export async function loadInto(ctx: DriverContext, component: PostgresComponent,
   const { postgres } = ctx;
   await postgres.dropDatabase(url, database);
   await postgres.createDatabase(url, database);
-  const download = downloadArtifact(component, ctx.artifacts);
-  await consumeDownload(download, (stream: Readable) => postgres.startRestore(withDatabase(url, database), stream, { signal: ctx.signal }).done);
+  // zstd writes straight into pg_restore: the decompressed archive never passes through the worker.
+  const download = downloadArtifact(component, ctx.artifacts, { toProcess: true });
+  await consumeDownload(download, (stream: Readable) => postgres.startRestore(withDatabase(url, database), stream, { signal: ctx.signal, fromProcess: true }).done);
   const actual = await postgres.rowCountsOf(withDatabase(url, database));
   const mismatches = compareRowCounts(component.rowCounts, actual);
   if (mismatches.length > 0) throw new IntegrityError(describeRowCountMismatches(mismatches));

@@ -170,18 +170,19 @@ export class PostgresAdapter {
   /**
    * pg_restore reading a custom-format archive from `input` into `url`'s
    * database. Stops at the first error, so a partial restore is never reported
-   * as success.
+   * as success. `fromProcess`: `input` is another process's stdout, handed
+   * over as pg_restore's stdin, so the archive never passes through Node;
+   * otherwise it is piped, and may be any stream.
    */
-  startRestore(url: string, input: Readable, options: { signal?: AbortSignal }): Tool {
+  startRestore(url: string, input: Readable, options: { signal?: AbortSignal; fromProcess?: boolean }): Tool {
     const args = ['--exit-on-error', '--no-password', `--dbname=${databaseOf(url)}`];
     const tool = startTool(this.bin('pg_restore'), args, {
       env: libpqEnv(url),
-      stdio: ['pipe', 'ignore', 'pipe'],
+      stdio: [options.fromProcess ? input : 'pipe', 'ignore', 'pipe'],
       signal: options.signal,
       onFailure: (message) => new IntegrityError(message),
     });
-    // Piped rather than shared as a file descriptor, so `input` may be any stream (a download's buffered output).
-    pipeline(input, tool.child.stdin!, () => undefined);
+    if (!options.fromProcess) pipeline(input, tool.child.stdin!, () => undefined);
     return tool;
   }
 

@@ -218,8 +218,7 @@ before(async () => {
   assert.notEqual(fast, capped, 'the fast config drops the transfer cap');
   writeFileSync(fastConfig, fast);
   await fillAll();
-  // Redis waits repl-diskless-sync-delay (5 s) before it streams a snapshot; the transfer cap, which
-  // averages from the start, would then let the whole RDB through at once, with no time to land a kill.
+  // Redis waits repl-diskless-sync-delay (5 s) before it streams a snapshot: no need to, here.
   await withRedis(LIVE_DB, async (r) => {
     syncDelay = ((await r.call('CONFIG', 'GET', 'repl-diskless-sync-delay')) as string[])[1];
     await r.call('CONFIG', 'SET', 'repl-diskless-sync-delay', '0');
