@@ -8,8 +8,7 @@
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { finished, pipeline } from 'node:stream/promises';
-import { once } from 'node:events';
+import { pipeline } from 'node:stream/promises';
 import type { Redis } from 'ioredis';
 import {
   connectRedis,
@@ -101,25 +100,21 @@ export const redisDriver: Driver<'redis'> = {
     }
     // The RDB goes to S3 as it arrives and, beside it, to redis-check-rdb,
     // which checks its CRC64 and every value meanwhile, in flat memory, and
-    // to a temporary file, where its RESIZEDB records give the manifest the
-    // snapshot's key count.
+    // (through tee) to a temporary file, where its RESIZEDB records give the
+    // manifest the snapshot's key count.
     return withScratchDir('rdb', async (dir) => {
-      const rdbFile = join(dir, 'dump.rdb');
-      const spool = createWriteStream(rdbFile);
-      const check = startRdbCheck();
+      const check = startRdbCheck(join(dir, 'dump.rdb'), { fromInput: true });
       const snap = snapshot({ url }, { signal: ctx.signal });
       async function* teed() {
         for await (const chunk of snap.stream) {
-          await Promise.all([spool.write(chunk) || once(spool, 'drain'), check.write(chunk)]);
+          await check.write(chunk);
           yield chunk;
         }
-        spool.end();
         check.end();
-        await finished(spool);
       }
       try {
         const stored = await uploadArtifact(key, teed(), snap.done, ctx.artifacts);
-        const verified = await check.result(rdbFile);
+        const verified = await check.result();
         return {
           ...stored,
           kind: 'redis',
@@ -134,7 +129,6 @@ export const redisDriver: Driver<'redis'> = {
         };
       } finally {
         check.cancel();
-        spool.destroy();
       }
     });
   },

@@ -1247,31 +1247,32 @@ export interface RdbCheckOptions {
 }
 
 export interface RdbDeepCheck {
-  /** The RDB's next bytes, for a check started without a file; resolves when it can take more. */
+  /** The RDB's next bytes, for a check started `fromInput`; resolves when it can take more. */
   write(chunk: Buffer): Promise<void>;
   /** After the last byte. */
   end(): void;
   /** Stops the check (the RDB will not be complete). */
   cancel(): void;
-  /** The verdict once the check has read everything; `rdbFile` holds the same bytes (for the per-database counts). */
-  result(rdbFile: string): Promise<RdbVerification>;
+  /** The verdict, once the check has read everything. */
+  result(): Promise<RdbVerification>;
 }
 
 /**
  * Deep check of an RDB with `redis-check-rdb`: its CRC64, and every value
  * parsed and let go one at a time, so memory stays flat however big the
  * data (a redis-server loading it would hold the whole dataset). It reads
- * `rdbFile` or, without one, its `input` as the RDB streams by, so that the
- * check of a backup runs during its upload. Keys per database come from the
+ * `rdbFile` or, `fromInput`, the bytes given to `write` as the RDB streams
+ * by, so that the check of a backup runs during its upload; `tee` then
+ * writes them to `rdbFile` on the way. Keys per database come from the
  * file's RESIZEDB records, and their sum must be the keys the check read.
  */
-export function startRdbCheck(options: RdbCheckOptions & { rdbFile?: string } = {}): RdbDeepCheck {
+export function startRdbCheck(rdbFile: string, options: RdbCheckOptions & { fromInput?: boolean } = {}): RdbDeepCheck {
   const started = Date.now();
   const bin = options.redisCheckRdb ?? 'redis-check-rdb';
-  // Node gives a child a socket for its stdin, which /dev/stdin cannot open: `cat` turns it into a pipe.
-  const [command, args] = options.rdbFile ? [bin, [options.rdbFile]] : ['sh', ['-c', 'cat | "$0" /dev/stdin', bin]];
+  // Node gives a child a socket for its stdin, which /dev/stdin cannot open: through tee it is a pipe.
+  const [command, args] = options.fromInput ? ['sh', ['-c', 'tee -- "$1" | "$0" /dev/stdin', bin, rdbFile]] : [bin, [rdbFile]];
   const tool = startTool(command, args, {
-    stdio: [options.rdbFile ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    stdio: [options.fromInput ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     keepOutput: true,
     onFailure: (message) => new IntegrityError(message),
   });
@@ -1299,17 +1300,20 @@ export function startRdbCheck(options: RdbCheckOptions & { rdbFile?: string } = 
       if (open()) input!.end();
     },
     cancel() {
-      input?.destroy(); // cat, then the check, see the end of their input and exit
+      input?.destroy(); // tee, then the check, see the end of their input and exit
       tool.child.kill('SIGKILL');
     },
-    async result(rdbFile) {
+    async result() {
       const text = await output;
       const exit = await tool.done.then(() => undefined, (err: Error) => err);
       if (exit && !text) throw exit; // it never ran
-      const ends = await readRdbEnds(rdbFile);
+      // A whole file's ends first (clearer for a cut file or another kind); a streamed copy's only once
+      // the verdict is in, since tee stops writing it when the check stops on damage.
+      let ends = options.fromInput ? undefined : await readRdbEnds(rdbFile);
       // The printed verdict before the exit code: it says more (and a bad CRC exits 0).
       const parsed = parseCheckOutput(text, rdbFile);
       if (exit) throw exit;
+      ends ??= await readRdbEnds(rdbFile);
       const counted = await resizeDbCounts(rdbFile, parsed.selects);
       const databases = counted ?? (await countKeysByLoading(rdbFile, options));
       const keys = Object.values(databases).reduce((n, d) => n + d.keys, 0);
@@ -1323,7 +1327,7 @@ export function startRdbCheck(options: RdbCheckOptions & { rdbFile?: string } = 
 
 /** `startRdbCheck` of a whole file. The file is only read. */
 export async function verifyRdb(rdbFile: string, options: RdbCheckOptions = {}): Promise<RdbVerification> {
-  return startRdbCheck({ ...options, rdbFile }).result(rdbFile);
+  return startRdbCheck(rdbFile, options).result();
 }
 
 // ---------------------------------------------------------------- RDB restore (a server opsflow manages)

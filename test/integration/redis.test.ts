@@ -294,17 +294,19 @@ describe('Redis snapshot (replication protocol)', () => {
   });
 
   it('redis-check-rdb fed the RDB as it streams by gives the verdict and counts of the file', async () => {
-    const check = startRdbCheck();
+    const copy = join(dir, 'streamed.rdb');
+    const check = startRdbCheck(copy, { fromInput: true });
     for await (const chunk of createReadStream(rdbFile, { highWaterMark: 256 * 1024 })) await check.write(chunk as Buffer);
     check.end();
-    const streamed = await check.result(rdbFile);
+    const streamed = await check.result();
+    assert.ok(readFileSync(copy).equals(readFileSync(rdbFile)), 'tee wrote the same bytes to the file');
     const fromFile = await verifyRdb(rdbFile);
     assert.deepEqual(streamed.databases, fromFile.databases);
     assert.equal(streamed.databases[DB]?.keys, expectedKeys);
     assert.equal(streamed.keys, fromFile.keys);
   });
 
-  it('an RDB with one byte changed in the middle is refused with the CRC error (redis-check-rdb itself exits 0 on it)', async () => {
+  it('an RDB with one byte changed in the middle is refused with the CRC error, as a file and as a stream (redis-check-rdb itself exits 0 on it)', async () => {
     const bytes = readFileSync(rdbFile);
     // A byte inside BIG_VALUE, which is raw random data: only the CRC64 can tell.
     const at = bytes.indexOf(BIG_VALUE.subarray(0, 64)) + 1000;
@@ -312,7 +314,12 @@ describe('Redis snapshot (replication protocol)', () => {
     bytes[at] = bytes[at]! ^ 0xff;
     const flipped = join(dir, 'flipped.rdb');
     writeFileSync(flipped, bytes);
-    await assert.rejects(verifyRdb(flipped), (err: Error) => err instanceof IntegrityError && /is damaged/.test(err.message) && /CRC/.test(err.message));
+    const damaged = (err: Error) => err instanceof IntegrityError && /is damaged/.test(err.message) && /CRC/.test(err.message);
+    await assert.rejects(verifyRdb(flipped), damaged);
+    const check = startRdbCheck(join(dir, 'flipped-streamed.rdb'), { fromInput: true });
+    for await (const chunk of createReadStream(flipped, { highWaterMark: 256 * 1024 })) await check.write(chunk as Buffer);
+    check.end();
+    await assert.rejects(check.result(), damaged);
   });
 
   it('a cut-off RDB is refused by verifyRdb; a non-RDB file too', async () => {
