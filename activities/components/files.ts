@@ -11,7 +11,7 @@ import {
   discardInPod,
   discardLocal,
   stageInPod,
-  stageLocal,
+  stageLocalFromProcess,
   swapBackLocal,
   swapBackPod,
   swapInLocal,
@@ -68,11 +68,12 @@ export const filesDriver: Driver<'files'> = {
 
   async stage(ctx, component, config, tag) {
     const { pod } = await sourceOf(ctx, config);
-    const download = downloadArtifact(component, ctx.artifacts);
+    // Here, zstd writes straight into tar; into a pod, the archive goes through the exec API.
+    const download = downloadArtifact(component, ctx.artifacts, { toProcess: !pod });
     const staged = await consumeDownload(download, (stream: Readable) =>
       pod
         ? stageInPod(podExec(ctx), pod, tag, stream, { expectedBytes: component.rawBytes, signal: ctx.signal })
-        : stageLocal(config.path, tag, stream, { expectedBytes: component.rawBytes, signal: ctx.signal }),
+        : stageLocalFromProcess(config.path, tag, stream, { expected: component.tree, expectedBytes: component.rawBytes, signal: ctx.signal }),
     );
     checkTree(component, staged.digest);
     return `${describeTree(staged.digest)} staged beside ${config.path}, as in the manifest`;
@@ -99,8 +100,8 @@ export const filesDriver: Driver<'files'> = {
   async verify(ctx, component) {
     return withScratchDir('verify', async (dir) => {
       const target = join(dir, 'tree');
-      const staged = await consumeDownload(downloadArtifact(component, ctx.artifacts), (stream: Readable) =>
-        stageLocal(target, 'verify', stream, { expectedBytes: component.rawBytes, signal: ctx.signal }),
+      const staged = await consumeDownload(downloadArtifact(component, ctx.artifacts, { toProcess: true }), (stream: Readable) =>
+        stageLocalFromProcess(target, 'verify', stream, { expected: component.tree, expectedBytes: component.rawBytes, signal: ctx.signal }),
       );
       checkTree(component, staged.digest);
       return `${describeTree(staged.digest)} extracted into a temporary directory, as in the manifest`;

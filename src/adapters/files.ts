@@ -296,6 +296,8 @@ function normalize(path: Buffer): Buffer {
 
 interface Io {
   stdin?: AsyncIterable<Buffer>;
+  /** Another process's stdout, handed over as the script's stdin (local only): its bytes never pass through Node. */
+  stdinFrom?: Readable;
   /** Receives stdout; not ended. */
   stdout?: Writable;
   signal?: AbortSignal;
@@ -327,7 +329,7 @@ const local: Runner = {
   path: (dir) => resolve(dir),
   async run(what, script, args, io = {}) {
     const tool = startTool('sh', ['-c', script, 'sh', ...args], {
-      stdio: [io.stdin ? 'pipe' : 'ignore', io.stdout ? 'pipe' : 'ignore', 'pipe'],
+      stdio: [io.stdinFrom ?? (io.stdin ? 'pipe' : 'ignore'), io.stdout ? 'pipe' : 'ignore', 'pipe'],
       signal: io.signal,
       onFailure: (message, stderr) => scriptError(what, tool.child.exitCode, stderr || message, ''),
     });
@@ -353,6 +355,7 @@ function inPod(exec: PodExec, target: PodTarget): Runner {
       return posix.normalize(dir).replace(/(.)\/+$/, '$1');
     },
     async run(what, script, args, io = {}) {
+      if (io.stdinFrom) throw new Error('a process cannot hand its output to a command in a pod: pass it as stdin');
       // A reader that stops reading would leave the exec paused for good: end it with them.
       const stopped = new AbortController();
       io.stdout?.once('close', () => stopped.abort(new PeerRejectedError(`${what}${where}: the reader stopped before the end`)));
@@ -491,7 +494,7 @@ async function stage(
   const live = runner.path(dir);
   const { partial, staged } = restorePaths(live, tag);
   const expected = options.expectedBytes;
-  if (expected !== undefined && !(Number.isSafeInteger(expected) && expected > 0)) throw new InvalidInputError(`expectedBytes must be a positive integer, not ${expected}`);
+  checkExpectedBytes(expected);
   const tree = digestingTar();
   let bytes = 0;
   let archived: TreeDigest | undefined;
@@ -522,11 +525,18 @@ async function stage(
 
   const digest = await digestOfTree(partial);
   if (digest.sha256 !== archived.sha256) {
-    const show = (d: TreeDigest) => `${d.files} files, ${d.directories} directories, ${d.symlinks} symlinks, ${d.bytes} bytes`;
-    throw new IntegrityError(`the tree extracted into ${partial}${runner.where} differs from its archive (archive: ${show(archived)}; extracted: ${show(digest)})`);
+    throw new IntegrityError(`the tree extracted into ${partial}${runner.where} differs from its archive (archive: ${describeDigest(archived)}; extracted: ${describeDigest(digest)})`);
   }
   await runner.run(`cannot move ${partial} to ${staged}`, PROMOTE, [partial, staged], { signal: options.signal });
   return { staged, digest };
+}
+
+function describeDigest(d: TreeDigest): string {
+  return `${d.files} files, ${d.directories} directories, ${d.symlinks} symlinks, ${d.bytes} bytes`;
+}
+
+function checkExpectedBytes(expected: number | undefined): void {
+  if (expected !== undefined && !(Number.isSafeInteger(expected) && expected > 0)) throw new InvalidInputError(`expectedBytes must be a positive integer, not ${expected}`);
 }
 
 async function swap(runner: Runner, script: string, what: string, dir: string, tag: string, signal?: AbortSignal): Promise<void> {
@@ -550,6 +560,30 @@ export function tarLocal(dir: string, options: { signal?: AbortSignal } = {}): {
  */
 export function stageLocal(dir: string, tag: string, source: AsyncIterable<Buffer>, options: { signal?: AbortSignal; expectedBytes?: number } = {}): Promise<{ staged: string; digest: TreeDigest }> {
   return stage(local, dir, tag, source, options, treeDigest);
+}
+
+/**
+ * `stageLocal` of an archive that another process writes (zstd's stdout),
+ * handed to tar as its stdin, so that its bytes never pass through Node.
+ * The extracted tree, digested from disk, must equal `expected` (the digest
+ * taken at backup time) before it takes the staged name. A truncated archive
+ * fails in tar; a corrupt download fails its own checks.
+ */
+export async function stageLocalFromProcess(
+  dir: string,
+  tag: string,
+  archive: Readable,
+  options: { expected: TreeDigest; expectedBytes?: number; signal?: AbortSignal },
+): Promise<{ staged: string; digest: TreeDigest }> {
+  checkExpectedBytes(options.expectedBytes);
+  const { partial, staged } = restorePaths(resolve(dir), tag);
+  await local.run(`cannot extract into ${partial}`, STAGE, [partial, options.expectedBytes === undefined ? '' : String(options.expectedBytes)], { stdinFrom: archive, signal: options.signal });
+  const digest = await treeDigest(partial);
+  if (digest.sha256 !== options.expected.sha256) {
+    throw new IntegrityError(`the tree extracted into ${partial} differs from the backup's (backup: ${describeDigest(options.expected)}; extracted: ${describeDigest(digest)})`);
+  }
+  await local.run(`cannot move ${partial} to ${staged}`, PROMOTE, [partial, staged], { signal: options.signal });
+  return { staged, digest };
 }
 
 /** Makes the staged tree live and keeps the previous one (if `dir` existed). Again after success: nothing. */

@@ -8,7 +8,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -19,6 +19,7 @@ import {
   discardLocal,
   restorePaths,
   stageLocal,
+  stageLocalFromProcess,
   swapBackLocal,
   swapInLocal,
   tarLocal,
@@ -315,6 +316,30 @@ describe('restore steps', () => {
     assert.deepEqual(besides(live), ['live-6.opsflow-staged-r6.partial']);
     await discardLocal(live, 'r6');
     assert.deepEqual(besides(live), []);
+  });
+
+  it('from another process (zstd in a restore): tar reads it directly; a cut archive or a tree unlike the backup is refused, not staged', async () => {
+    const live = join(root, 'live-9');
+    makeLive(live);
+    const before = await treeDigest(live);
+    /** A process writing `data` to its stdout, as zstd does in a restore. */
+    const writer = (data: Buffer) => {
+      const file = join(root, `archive-${randomBytes(3).toString('hex')}.tar`);
+      writeFileSync(file, data);
+      return spawn('cat', [file], { stdio: ['ignore', 'pipe', 'ignore'] }).stdout!;
+    };
+    const cut = archive.data.subarray(0, archive.data.indexOf(Buffer.from('a/b/c/nested.bin')) + 30_000);
+    await assert.rejects(stageLocalFromProcess(live, 'r9', writer(cut), { expected: archive.digest }), (err: Error) => /cannot extract into .*live-9\.opsflow-staged-r9\.partial/.test(err.message));
+    await assert.rejects(swapInLocal(live, 'r9'), NotFoundError, 'a cut archive is not staged');
+    const other = { ...archive.digest, sha256: 'f'.repeat(64) };
+    await assert.rejects(stageLocalFromProcess(live, 'r9', writer(archive.data), { expected: other }), (err: Error) => err instanceof IntegrityError && /differs from the backup's/.test(err.message));
+    await assert.rejects(swapInLocal(live, 'r9'), NotFoundError, 'a tree unlike the backup is not staged');
+    assert.deepEqual(await treeDigest(live), before, 'the live tree untouched');
+
+    const { staged, digest } = await stageLocalFromProcess(live, 'r9', writer(archive.data), { expected: archive.digest, expectedBytes: archive.data.length });
+    assert.deepEqual(digest, archive.digest);
+    assert.deepEqual(await treeDigest(staged), archive.digest);
+    await discardLocal(live, 'r9');
   });
 
   it('an aborted stage stops tar and leaves the live tree alone', async () => {
