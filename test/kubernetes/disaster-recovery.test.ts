@@ -13,7 +13,8 @@
  * after every component was swapped in (readiness fails) puts the live system
  * back exactly as it was, objects the restore created deleted; a drill leaves
  * no scratch namespace, database or keys and records RTO and RPO; recovery
- * into new infrastructure (Claude Flow's case: a namespace with nothing in it)
+ * into new infrastructure (Claude Flow's case: a second control plane, reached
+ * through another context of the kubeconfig, with nothing in its namespace)
  * creates the workloads from the set, restores the data, verifies and
  * switches traffic.
  */
@@ -25,7 +26,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { WorkflowFailedError } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import { startKubernetes, type KubernetesBed } from '../../deploy/bed/kubernetes/cluster.ts';
@@ -50,6 +51,8 @@ let bed: KubernetesBed;
 let kube: Kubernetes;
 let apps: AppsV1Api;
 let core: CoreV1Api;
+/** A second control plane, the other site of "recovery into another cluster", reached through another context of one kubeconfig. */
+let siteB: { bed: KubernetesBed; kubeconfig: string; kube: Kubernetes; apps: AppsV1Api; core: CoreV1Api };
 let setup: TestSetup;
 let opsflow: OpsflowClient;
 let worker: WorkerProcess;
@@ -82,10 +85,10 @@ async function healthOf(db: string, redisDb: number): Promise<boolean> {
   }
 }
 
-function systemConfig(ns: string, root: ReturnType<typeof places>, live: number, staging: number, db: string, redisEnv: string) {
+function systemConfig(cluster: { kubeconfig: string; context?: string }, ns: string, root: ReturnType<typeof places>, live: number, staging: number, db: string, redisEnv: string) {
   return {
     redis: { url: { env: redisEnv } },
-    kubernetes: { kubeconfig: bed.kubeconfigPath, namespace: ns, workloads: [{ kind: 'Deployment', name: 'api' }], readyTimeoutSeconds: 120 },
+    kubernetes: { ...cluster, namespace: ns, workloads: [{ kind: 'Deployment', name: 'api' }], readyTimeoutSeconds: 120 },
     backup: {
       components: [
         { kind: 'kubernetes', name: 'config', kinds: ['ConfigMap', 'Secret', 'Service', 'Deployment'] },
@@ -151,21 +154,21 @@ async function redisFingerprint(db: number, expiries: Map<string, number>): Prom
   return out;
 }
 
-async function objectsFingerprint(ns: string): Promise<Record<string, unknown>> {
+async function objectsFingerprint(ns: string, cluster: Kubernetes): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
   // A Service's cluster IP is the cluster's to allocate; its ports are what was configured.
-  for (const m of await kube.objects.exportNamespace(ns, { kinds: ['ConfigMap', 'Secret', 'Service'] })) out[`${m.kind}/${m.metadata.name}`] = m.data ?? (m.spec as { ports: unknown }).ports;
+  for (const m of await cluster.objects.exportNamespace(ns, { kinds: ['ConfigMap', 'Secret', 'Service'] })) out[`${m.kind}/${m.metadata.name}`] = m.data ?? (m.spec as { ports: unknown }).ports;
   return out;
 }
 
-async function fingerprint(ns = namespace, root = swarm, db = DB, live = redis.live) {
+async function fingerprint(ns = namespace, root = swarm, db = DB, live = redis.live, cluster = kube) {
   const expiries = new Map<string, number>();
   const state = {
     tables: await tableChecksums(db),
     redis: await redisFingerprint(live, expiries),
     data: (await treeDigest(root.data)).sha256,
     runtime: (await treeDigest(root.runtime)).sha256,
-    objects: await objectsFingerprint(ns),
+    objects: await objectsFingerprint(ns, cluster),
   };
   return { state, expiries };
 }
@@ -194,8 +197,8 @@ async function changeEverything(tag: string): Promise<void> {
   await kube.objects.remove([{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'feature-flags' } }], { namespace });
 }
 
-async function deploymentState(ns = namespace) {
-  const d = await apps.readNamespacedDeployment({ namespace: ns, name: 'api' });
+async function deploymentState(ns = namespace, api = apps) {
+  const d = await api.readNamespacedDeployment({ namespace: ns, name: 'api' });
   return { replicas: d.spec?.replicas, held: d.metadata?.annotations?.[SCALED_BY_ANNOTATION] };
 }
 
@@ -223,6 +226,10 @@ before(async () => {
   kube = Kubernetes.connect({ kubeconfig: bed.kubeconfigPath });
   apps = kube.kc.makeApiClient(AppsV1Api);
   core = kube.kc.makeApiClient(CoreV1Api);
+  const bedB = await startKubernetes({ dir: join(dir, 'site-b'), localExec: true });
+  const kubeconfig = twoSiteKubeconfig(join(dir, 'two-sites.kubeconfig'), { 'site-a': bed.kubeconfigPath, 'site-b': bedB.kubeconfigPath });
+  const kubeB = Kubernetes.connect({ kubeconfig, context: 'site-b' });
+  siteB = { bed: bedB, kubeconfig, kube: kubeB, apps: kubeB.kc.makeApiClient(AppsV1Api), core: kubeB.kc.makeApiClient(CoreV1Api) };
 
   ({ server: app.server, port: app.port } = await listen((req, res) => {
     const [, what, db, redisDb] = (req.url ?? '').split('/');
@@ -240,8 +247,8 @@ before(async () => {
   await fillRedis(redis.live);
   fillFiles(swarm);
   setup = testSetup('dr', { swarm: DB, flow: FLOW_DB }, {
-    swarm: systemConfig(namespace, swarm, redis.live, redis.staging, DB, 'SWARM_REDIS_URL'),
-    flow: systemConfig(flowNamespace, flow, redis.flowLive, redis.flowStaging, FLOW_DB, 'FLOW_REDIS_URL'),
+    swarm: systemConfig({ kubeconfig: bed.kubeconfigPath }, namespace, swarm, redis.live, redis.staging, DB, 'SWARM_REDIS_URL'),
+    flow: systemConfig({ kubeconfig: siteB.kubeconfig, context: 'site-b' }, flowNamespace, flow, redis.flowLive, redis.flowStaging, FLOW_DB, 'FLOW_REDIS_URL'),
   });
   workerEnv = { SWARM_REDIS_URL: redisUrl(redis.live), FLOW_REDIS_URL: redisUrl(redis.flowLive), DR_WEBHOOK: `http://127.0.0.1:${webhook.port}/switch` };
   opsflow = await client(setup);
@@ -253,6 +260,7 @@ before(async () => {
 after(async () => {
   await opsflow?.close();
   for (const w of workers) await w.stop();
+  await siteB?.bed.stop();
   await bed?.stop();
   app.server?.close();
   webhook.server?.close();
@@ -383,9 +391,9 @@ describe('disaster recovery of a sample system on the bed', () => {
     assert.equal(record.ok, true);
   });
 
-  it('recovers into new infrastructure (an empty namespace, another database and Redis), verifies it and switches traffic', async () => {
+  it('recovers into new infrastructure (another cluster, by a context of the kubeconfig; another database and Redis), verifies it and switches traffic', async () => {
     await createSampleDatabase(FLOW_DB, 10); // the new database server's database: exists, holds nothing of the set
-    await core.createNamespace({ body: { metadata: { name: flowNamespace } } });
+    await siteB.core.createNamespace({ body: { metadata: { name: flowNamespace } } });
     mkdirSync(flow.data, { recursive: true });
     mkdirSync(flow.runtime, { recursive: true });
     webhook.calls.length = 0;
@@ -395,14 +403,31 @@ describe('disaster recovery of a sample system on the bed', () => {
     const steps = (await opsflow.status(run.workflowId)).steps;
     assert.match(steps.find((s) => s.name === 'scale-down')!.detail!, /api not there yet \(new infrastructure\)/);
 
-    assertSame(await fingerprint(flowNamespace, flow, FLOW_DB, redis.flowLive), expected, 'the new place holds the set');
-    assert.equal((await deploymentState(flowNamespace)).replicas, 3);
-    await kube.workloads.waitForPodsReady({ kind: 'Deployment', namespace: flowNamespace, name: 'api' }, { timeoutMs: 60_000 });
+    assertSame(await fingerprint(flowNamespace, flow, FLOW_DB, redis.flowLive, siteB.kube), expected, 'the new place holds the set');
+    assert.equal((await deploymentState(flowNamespace, siteB.apps)).replicas, 3);
+    await siteB.kube.workloads.waitForPodsReady({ kind: 'Deployment', namespace: flowNamespace, name: 'api' }, { timeoutMs: 60_000 });
+    await assert.rejects(core.readNamespace({ name: flowNamespace }), 'nothing of it in the first cluster');
     assert.ok(result.health?.every((h) => h.ok));
     assert.deepEqual(webhook.calls, [run.workflowId]);
     assert.deepEqual(await leftovers(FLOW_DB, flow, redis.flowStaging), []);
   });
 });
+
+/** One kubeconfig with a context per site: each bed calls its cluster "bed" and its user "admin", so each is renamed after its site. */
+function twoSiteKubeconfig(path: string, sites: Record<string, string>): string {
+  const merged = { apiVersion: 'v1', kind: 'Config', clusters: [] as unknown[], users: [] as unknown[], contexts: [] as unknown[], 'current-context': Object.keys(sites)[0] };
+  for (const [site, file] of Object.entries(sites)) {
+    const kc = new KubeConfig();
+    kc.loadFromFile(file);
+    const cluster = kc.getCurrentCluster()!;
+    const user = kc.getCurrentUser()!;
+    merged.clusters.push({ name: site, cluster: { server: cluster.server, 'insecure-skip-tls-verify': cluster.skipTLSVerify || undefined, 'certificate-authority-data': cluster.caData } });
+    merged.users.push({ name: site, user: { token: user.token, 'client-certificate-data': user.certData, 'client-key-data': user.keyData } });
+    merged.contexts.push({ name: site, context: { cluster: site, user: site } });
+  }
+  writeFileSync(path, JSON.stringify(merged), { mode: 0o600 });
+  return path;
+}
 
 async function findDrillRecord(): Promise<{ backupId: string; rtoSeconds: number; rpoSeconds: number; ok: boolean }> {
   const store = bedStore();
