@@ -98,23 +98,27 @@ export const redisDriver: Driver<'redis'> = {
       const info = await exported.done;
       return { ...stored, kind: 'redis', name: config.name, mode: 'logical', db, keys: info.keys, startedAt, completedAt: new Date().toISOString() };
     }
-    // The RDB goes to S3 as it arrives and, beside it, to redis-check-rdb,
-    // which checks its CRC64 and every value meanwhile, in flat memory, and
-    // (through tee) to a temporary file, where its RESIZEDB records give the
-    // manifest the snapshot's key count.
+    // The worker writes the RDB once, to tee, as it arrives; tee hands it on
+    // to the compressor (then S3), to redis-check-rdb, which checks its CRC64
+    // and every value meanwhile, in flat memory, and to a temporary file,
+    // where its RESIZEDB records give the manifest the snapshot's key count.
+    // The upload completes only once the snapshot and the check are through.
     return withScratchDir('rdb', async (dir) => {
-      const check = startRdbCheck(join(dir, 'dump.rdb'), { fromInput: true });
-      const snap = snapshot({ url }, { signal: ctx.signal });
-      async function* teed() {
-        for await (const chunk of snap.stream) {
-          await check.write(chunk);
-          yield chunk;
+      const check = startRdbCheck(join(dir, 'dump.rdb'), { fromInput: true, forward: true });
+      const stop = new AbortController(); // a failed upload ends the snapshot too
+      const snap = snapshot({ url }, { signal: AbortSignal.any([ctx.signal, stop.signal]) });
+      const pumped = (async () => {
+        try {
+          for await (const chunk of snap.stream) await check.write(chunk);
+        } finally {
+          check.end();
         }
-        check.end();
-      }
+      })();
+      const checked = pumped.then(() => check.result());
+      checked.catch(() => undefined); // awaited through the upload
       try {
-        const stored = await uploadArtifact(key, teed(), snap.done, ctx.artifacts);
-        const verified = await check.result();
+        const stored = await uploadArtifact(key, check.forwarded!, Promise.all([snap.done, checked]), ctx.artifacts);
+        const verified = await checked;
         return {
           ...stored,
           kind: 'redis',
@@ -128,7 +132,9 @@ export const redisDriver: Driver<'redis'> = {
           completedAt: new Date().toISOString(),
         };
       } finally {
+        stop.abort();
         check.cancel();
+        await pumped.catch(() => undefined);
       }
     });
   },

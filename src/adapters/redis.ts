@@ -26,6 +26,7 @@ import { createWriteStream } from 'node:fs';
 import { access, constants as fsConstants, open, rename, rm, stat } from 'node:fs/promises';
 import net, { type Socket } from 'node:net';
 import { basename, dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import tls from 'node:tls';
@@ -430,30 +431,35 @@ async function* rdbChunks(ep: RedisEndpoint, options: SnapshotOptions, settle: (
     const eof = /^\$EOF:(.{40})/.exec(header);
     if (eof) {
       // Diskless: the length is unknown; the RDB is followed by a 40-byte mark
-      // announced in the header. Hold back the last 40 bytes until we know
-      // they are not the mark.
+      // announced in the header. Each chunk is held back until the next one
+      // shows it does not end in the mark (whole chunks, never copied: copying
+      // each one cost as much CPU as the rest of the worker's work).
       transfer = 'diskless';
       const mark = Buffer.from(eof[1]!, 'latin1');
-      let held = EMPTY;
+      const handOn = function* (piece: Buffer) {
+        if (!piece.length) return;
+        observe(piece);
+        yield piece;
+      };
+      const endsInMark = (b: Buffer) => b.length >= EOF_MARK_SIZE && b.subarray(b.length - EOF_MARK_SIZE).equals(mark);
+      let held = EMPTY; // everything not handed on yet: one chunk, or (rarely) small chunks joined
       for (;;) {
         const chunk = await wire.next();
-        if (!chunk) throw new PeerUnavailableError(`Redis at ${ep.label} closed the connection after ${check.bytes} bytes of the RDB, before its end mark`);
-        const joined = held.length ? Buffer.concat([held, chunk]) : chunk;
-        if (joined.length >= EOF_MARK_SIZE && joined.subarray(joined.length - EOF_MARK_SIZE).equals(mark)) {
-          const piece = joined.subarray(0, joined.length - EOF_MARK_SIZE);
-          if (piece.length) {
-            observe(piece);
-            yield piece;
-          }
+        if (!chunk) throw new PeerUnavailableError(`Redis at ${ep.label} closed the connection after ${check.bytes + held.length} bytes of the RDB, before its end mark`);
+        if (chunk.length < EOF_MARK_SIZE) {
+          // The mark may start in what is held: join (small, rare) so it is always at the end of `held`.
+          held = Buffer.concat([held, chunk]);
+          if (!endsInMark(held)) continue;
+          yield* handOn(held.subarray(0, held.length - EOF_MARK_SIZE));
           break;
         }
-        const keep = Math.min(EOF_MARK_SIZE, joined.length);
-        held = Buffer.from(joined.subarray(joined.length - keep));
-        const piece = joined.subarray(0, joined.length - keep);
-        if (piece.length) {
-          observe(piece);
-          yield piece;
+        if (endsInMark(chunk)) {
+          yield* handOn(held);
+          yield* handOn(chunk.subarray(0, chunk.length - EOF_MARK_SIZE));
+          break;
         }
+        yield* handOn(held);
+        held = chunk;
       }
     } else {
       const m = /^\$(\d+)$/.exec(header);
@@ -1255,6 +1261,8 @@ export interface RdbDeepCheck {
   cancel(): void;
   /** The verdict, once the check has read everything. */
   result(): Promise<RdbVerification>;
+  /** With `forward`: the same bytes again, as tee copies them, to hand to the next process (spawn's stdio). */
+  forwarded?: Readable;
 }
 
 /**
@@ -1263,16 +1271,21 @@ export interface RdbDeepCheck {
  * data (a redis-server loading it would hold the whole dataset). It reads
  * `rdbFile` or, `fromInput`, the bytes given to `write` as the RDB streams
  * by, so that the check of a backup runs during its upload; `tee` then
- * writes them to `rdbFile` on the way. Keys per database come from the
- * file's RESIZEDB records, and their sum must be the keys the check read.
+ * writes them to `rdbFile` on the way and, with `forward`, once more to
+ * `forwarded` (the compressor's input: this process writes each byte once).
+ * Keys per database come from the file's RESIZEDB records, and their sum
+ * must be the keys the check read.
  */
-export function startRdbCheck(rdbFile: string, options: RdbCheckOptions & { fromInput?: boolean } = {}): RdbDeepCheck {
+export function startRdbCheck(rdbFile: string, options: RdbCheckOptions & { fromInput?: boolean; forward?: boolean } = {}): RdbDeepCheck {
   const started = Date.now();
   const bin = options.redisCheckRdb ?? 'redis-check-rdb';
-  // Node gives a child a socket for its stdin, which /dev/stdin cannot open: through tee it is a pipe.
-  const [command, args] = options.fromInput ? ['sh', ['-c', 'tee -- "$1" | "$0" /dev/stdin', bin, rdbFile]] : [bin, [rdbFile]];
+  // Node gives a child sockets for its stdio, which /dev/stdin and /dev/fd/N cannot open: the
+  // check reads a pipe from tee. Forwarded, tee's stdout is fd 3 (a socket, written, never
+  // opened) and the check's pipe is its fd 4; the check's stdout is the verdict.
+  const script = options.forward ? '{ tee -- "$1" /dev/fd/4 4>&1 >&3 3>&-; } | "$0" /dev/stdin 3>&-' : 'tee -- "$1" | "$0" /dev/stdin';
+  const [command, args] = options.fromInput ? ['sh', ['-c', script, bin, rdbFile]] : [bin, [rdbFile]];
   const tool = startTool(command, args, {
-    stdio: [options.fromInput ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    stdio: [options.fromInput ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(options.forward ? (['pipe'] as const) : [])],
     keepOutput: true,
     onFailure: (message) => new IntegrityError(message),
   });
@@ -1299,6 +1312,7 @@ export function startRdbCheck(rdbFile: string, options: RdbCheckOptions & { from
     end() {
       if (open()) input!.end();
     },
+    forwarded: options.forward ? (tool.child.stdio[3] as Readable) : undefined,
     cancel() {
       input?.destroy(); // tee, then the check, see the end of their input and exit
       tool.child.kill('SIGKILL');

@@ -6,6 +6,8 @@
  * same snapshot, in the same run, with:
  *   redis-cli   redis-cli -p P --rdb FILE                         (the snapshot alone: the floor)
  *   + aws       redis-cli -p P --rdb FILE && aws s3 cp FILE s3://…  (the runbooks' way, the RDB stored as it is)
+ *   + check     the same with redis-check-rdb FILE between (MAOS's backup.sh and its
+ *               verify-backup.sh: the same checks opsflow makes, without compression)
  *   opsflow     the `backup` workflow on a worker process, for a system whose set is
  *               { kind: redis, mode: snapshot }: the RDB streamed through zstd to S3 and,
  *               beside it, to a temporary file that redis-check-rdb reads (CRC and
@@ -22,7 +24,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fillRedis } from './fixtures.ts';
-import { connectRedis, startScratchRedis, verifyRdb } from '../../src/adapters/redis.ts';
+import { connectRedis, startScratchRedis } from '../../src/adapters/redis.ts';
 import { findComponent, type RedisComponent } from '../../src/domain/manifest.ts';
 import { testSetup } from '../support/bed.ts';
 import {
@@ -46,19 +48,28 @@ interface Measurement extends Measured {
   storedBytes: number;
 }
 
-/** The floor, then the runbooks' upload of its file: two timed steps, and their sum as the plain method. */
-async function runPlain(ctx: BenchContext, port: number, file: string, key: string): Promise<{ floor: Measurement; plain: Measurement }> {
+/** Timed steps run one after the other, as one: times and CPU added, peaks the highest. */
+function inSequence(steps: Measured[]): Measured {
+  const peaks: Record<string, number> = {};
+  const cpu: Record<string, number> = {};
+  for (const step of steps) {
+    for (const [name, bytes] of Object.entries(step.peaks)) peaks[name] = Math.max(peaks[name] ?? 0, bytes);
+    for (const [name, s] of Object.entries(step.cpu)) cpu[name] = (cpu[name] ?? 0) + s;
+  }
+  return { seconds: steps.reduce((t, step) => t + step.seconds, 0), peaks, cpu };
+}
+
+/** The floor, the runbooks' check of its file and its upload: timed steps, summed into the plain methods. */
+async function runPlain(ctx: BenchContext, port: number, file: string, key: string): Promise<{ floor: Measurement; plain: Measurement; checked: Measurement }> {
   const env = { ...ctx.awsEnv, PORT: String(port), FILE: file, DEST: ctx.s3Url(key) };
   const snap = await timeShell('redis-cli -p "$PORT" --rdb "$FILE" > /dev/null', env);
+  const check = await timeShell('redis-check-rdb "$FILE" > /dev/null', env);
   const upload = await timeShell('"$AWS" s3 cp "$FILE" "$DEST" --only-show-errors', env);
-  const rdbBytes = statSync(file).size;
-  const peaks = { ...snap.peaks };
-  for (const [name, bytes] of Object.entries(upload.peaks)) peaks[name] = Math.max(peaks[name] ?? 0, bytes);
-  const cpu = { ...snap.cpu };
-  for (const [name, s] of Object.entries(upload.cpu)) cpu[name] = (cpu[name] ?? 0) + s;
+  const sizes = { rdbBytes: statSync(file).size, storedBytes: await ctx.objectSize(key) };
   return {
-    floor: { ...snap, rdbBytes, storedBytes: 0 },
-    plain: { seconds: snap.seconds + upload.seconds, peaks, cpu, rdbBytes, storedBytes: await ctx.objectSize(key) },
+    floor: { ...snap, rdbBytes: sizes.rdbBytes, storedBytes: 0 },
+    plain: { ...inSequence([snap, upload]), ...sizes },
+    checked: { ...inSequence([snap, check, upload]), ...sizes },
   };
 }
 
@@ -72,7 +83,7 @@ async function runOpsflow(w: BenchWorker, system: string, keys: number): Promise
 
 // ---------------------------------------------------------------- one size
 
-const METHODS = ['redis-cli', 'redis-cli + aws', 'opsflow'] as const;
+const METHODS = ['redis-cli', 'redis-cli + aws', 'redis-cli + check + aws', 'opsflow'] as const;
 type Method = (typeof METHODS)[number];
 
 interface SizeResult {
@@ -104,13 +115,14 @@ async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResu
     const rdbFile = join(ctx.dir, `cli-${targetMiB}.rdb`);
     for (const transfer of TRANSFERS) {
       await client.config('SET', 'repl-diskless-sync', transfer === 'diskless' ? 'yes' : 'no');
-      const runs: Record<Method, Measurement[]> = { 'redis-cli': [], 'redis-cli + aws': [], opsflow: [] };
+      const runs: Record<Method, Measurement[]> = { 'redis-cli': [], 'redis-cli + aws': [], 'redis-cli + check + aws': [], opsflow: [] };
       for (let r = 1; r <= RUNS; r++) {
         const tag = `${targetMiB} MiB ${transfer}${RUNS > 1 ? ` run ${r}/${RUNS}` : ''}`;
-        const { floor, plain } = await runPlain(ctx, server.port, rdbFile, `bench/rdb/${system}-${transfer}-${r}.rdb`);
+        const { floor, plain, checked } = await runPlain(ctx, server.port, rdbFile, `bench/rdb/${system}-${transfer}-${r}.rdb`);
         runs['redis-cli'].push(floor);
         runs['redis-cli + aws'].push(plain);
-        checkSeconds ||= (await verifyRdb(rdbFile)).checkMs / 1000;
+        runs['redis-cli + check + aws'].push(checked);
+        checkSeconds ||= checked.seconds - plain.seconds;
         log(`${tag}: redis-cli ${floor.seconds.toFixed(2)} s (${mib(floor.rdbBytes)} MiB RDB), + aws s3 cp ${plain.seconds.toFixed(2)} s`);
         const o = await runOpsflow(w, system, keys);
         runs.opsflow.push(o);
@@ -130,7 +142,12 @@ async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResu
 
 function report(results: SizeResult[]): { text: string; pass: boolean } {
   const out = ['', `Redis backup benchmark — ${new Date().toISOString()}, ${RUNS} run(s) per method${RUNS > 1 ? ' (median shown)' : ''}, MiB = 2^20 bytes`];
-  const names: Record<Method, string> = { 'redis-cli': 'redis-cli --rdb FILE', 'redis-cli + aws': 'redis-cli --rdb FILE && aws s3 cp FILE', opsflow: 'opsflow backup workflow (worker)' };
+  const names: Record<Method, string> = {
+    'redis-cli': 'redis-cli --rdb FILE',
+    'redis-cli + aws': 'redis-cli --rdb FILE && aws s3 cp FILE',
+    'redis-cli + check + aws': '... && redis-check-rdb FILE && aws s3 cp FILE',
+    opsflow: 'opsflow backup workflow (worker)',
+  };
   for (const r of results) {
     out.push('', `== ${r.targetMiB} MiB target: used_memory ${mib(r.usedMemory)} MiB, ${r.keys.toLocaleString('en-US')} keys; redis-check-rdb reads the RDB in ${r.checkSeconds.toFixed(2)} s (opsflow's check)`);
     const rows = [['transfer', 'method', 'wall s', 'RDB MiB/s', 'RDB MiB', 'stored MiB', 'peak RSS MiB']];
@@ -141,13 +158,14 @@ function report(results: SizeResult[]): { text: string; pass: boolean } {
       }
     }
     out.push(formatTable(rows, 2), '   CPU seconds by process, the redis-server included (cores busy = total / wall):');
-    for (const transfer of TRANSFERS) for (const method of METHODS) out.push(`     ${transfer.padEnd(9)} ${method.padEnd(16)} ${cpuText(r.transfers[transfer][method])}`);
+    for (const transfer of TRANSFERS) for (const method of METHODS) out.push(`     ${transfer.padEnd(9)} ${method.padEnd(24)} ${cpuText(r.transfers[transfer][method])}`);
     for (const transfer of TRANSFERS) out.push(`   opsflow steps, ${transfer} (s): ${stepsText(r.transfers[transfer].opsflow)}`);
   }
   const ratio = (r: SizeResult, transfer: Transfer, of: Method) => r.transfers[transfer].opsflow.seconds / r.transfers[transfer][of].seconds;
   const checks = checkTable(results.map((r) => `${r.targetMiB} MiB`), [
     ...TRANSFERS.flatMap((transfer) => [
       { name: `opsflow / (redis-cli + aws) time, ${transfer}`, values: results.map((r) => ratio(r, transfer, 'redis-cli + aws')), fmt: (v: number) => v.toFixed(2), target: `<= ${TARGETS.timeVsPlain}`, ok: (v: number) => v <= TARGETS.timeVsPlain },
+      { name: `opsflow / (redis-cli + check + aws) time, ${transfer}`, values: results.map((r) => ratio(r, transfer, 'redis-cli + check + aws')), fmt: (v: number) => v.toFixed(2), target: `<= ${TARGETS.timeVsPlain}`, ok: (v: number) => v <= TARGETS.timeVsPlain },
       { name: `opsflow / redis-cli alone time, ${transfer}`, values: results.map((r) => ratio(r, transfer, 'redis-cli')), fmt: (v: number) => v.toFixed(2) },
     ]),
     ...flatMemoryChecks(SIZES_MIB, results.map((r) => Math.max(...TRANSFERS.map((t) => r.transfers[t].opsflow.workerPeak!))), TARGETS.workerRssGrowthMiB),

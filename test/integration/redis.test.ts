@@ -211,6 +211,12 @@ async function assertSameKeyspace(a: Redis, b: Redis): Promise<{ keys: number; d
   return { keys: keys.length, dumpDiffered, expiring };
 }
 
+async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const chunk of stream) parts.push(chunk);
+  return Buffer.concat(parts);
+}
+
 async function drain(s: { stream: AsyncIterable<Buffer>; done: Promise<unknown> }): Promise<unknown> {
   for await (const chunk of s.stream) void chunk;
   return s.done;
@@ -293,18 +299,22 @@ describe('Redis snapshot (replication protocol)', () => {
     assert.equal(await info(), '0');
   });
 
-  it('redis-check-rdb fed the RDB as it streams by gives the verdict and counts of the file', async () => {
-    const copy = join(dir, 'streamed.rdb');
-    const check = startRdbCheck(copy, { fromInput: true });
-    for await (const chunk of createReadStream(rdbFile, { highWaterMark: 256 * 1024 })) await check.write(chunk as Buffer);
-    check.end();
-    const streamed = await check.result();
-    assert.ok(readFileSync(copy).equals(readFileSync(rdbFile)), 'tee wrote the same bytes to the file');
-    const fromFile = await verifyRdb(rdbFile);
-    assert.deepEqual(streamed.databases, fromFile.databases);
-    assert.equal(streamed.databases[DB]?.keys, expectedKeys);
-    assert.equal(streamed.keys, fromFile.keys);
-  });
+  for (const forward of [false, true]) {
+    it(`redis-check-rdb fed the RDB as it streams by gives the verdict and counts of the file${forward ? ', and tee forwards every byte' : ''}`, async () => {
+      const copy = join(dir, `streamed-${forward}.rdb`);
+      const check = startRdbCheck(copy, { fromInput: true, forward });
+      const forwarded = forward ? collect(check.forwarded!) : undefined;
+      for await (const chunk of createReadStream(rdbFile, { highWaterMark: 256 * 1024 })) await check.write(chunk as Buffer);
+      check.end();
+      const streamed = await check.result();
+      assert.ok(readFileSync(copy).equals(readFileSync(rdbFile)), 'tee wrote the same bytes to the file');
+      if (forwarded) assert.ok((await forwarded).equals(readFileSync(rdbFile)), 'and the same bytes onward');
+      const fromFile = await verifyRdb(rdbFile);
+      assert.deepEqual(streamed.databases, fromFile.databases);
+      assert.equal(streamed.databases[DB]?.keys, expectedKeys);
+      assert.equal(streamed.keys, fromFile.keys);
+    });
+  }
 
   it('an RDB with one byte changed in the middle is refused with the CRC error, as a file and as a stream (redis-check-rdb itself exits 0 on it)', async () => {
     const bytes = readFileSync(rdbFile);
@@ -316,10 +326,12 @@ describe('Redis snapshot (replication protocol)', () => {
     writeFileSync(flipped, bytes);
     const damaged = (err: Error) => err instanceof IntegrityError && /is damaged/.test(err.message) && /CRC/.test(err.message);
     await assert.rejects(verifyRdb(flipped), damaged);
-    const check = startRdbCheck(join(dir, 'flipped-streamed.rdb'), { fromInput: true });
+    const check = startRdbCheck(join(dir, 'flipped-streamed.rdb'), { fromInput: true, forward: true });
+    const forwarded = collect(check.forwarded!);
     for await (const chunk of createReadStream(flipped, { highWaterMark: 256 * 1024 })) await check.write(chunk as Buffer);
     check.end();
     await assert.rejects(check.result(), damaged);
+    await forwarded; // ends: the compressor behind it is not left waiting
   });
 
   it('a cut-off RDB is refused by verifyRdb; a non-RDB file too', async () => {
