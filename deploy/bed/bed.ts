@@ -101,6 +101,23 @@ async function startPostgres(dir: string, pgBin: string, daemons: Daemon[]) {
   return { port, socketDir, superuserUrl, appUrl: (db: string) => `postgresql://postgres:${PG_PASSWORD}@127.0.0.1:${port}/${db}` };
 }
 
+/**
+ * A PostgreSQL server of its own, beside the bed's: "another database server"
+ * for recoveries into another place. Its data lives in `dir`.
+ */
+export async function startPostgresServer(dir: string): Promise<Bed['pg'] & { stop(): Promise<void> }> {
+  mkdirSync(dir, { recursive: true });
+  chmodSync(dir, 0o755); // the postgres user must reach its data directory inside
+  const daemons: Daemon[] = [];
+  try {
+    const pg = await startPostgres(dir, readToolsEnv().OPSFLOW_PG_BIN!, daemons);
+    return { ...pg, stop: () => Promise.all(daemons.map((d) => stopDaemon(d, STOP_GRACE_MS))).then(() => undefined) };
+  } catch (err) {
+    await Promise.all(daemons.map((d) => stopDaemon(d, STOP_GRACE_MS)));
+    throw err;
+  }
+}
+
 async function startTemporal(dir: string, temporalBin: string, options: BedOptions, daemons: Daemon[]) {
   const port = await freePort(options.preferPorts?.temporal);
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--namespace', 'default',

@@ -193,6 +193,17 @@ export interface Timed extends Sampled {
   seconds: number;
 }
 
+/** Timed steps run one after the other, as one: times and CPU added, peaks the highest. */
+export function inSequence(steps: Timed[]): Timed {
+  const peaks: Record<string, number> = {};
+  const cpu: Record<string, number> = {};
+  for (const step of steps) {
+    for (const [name, bytes] of Object.entries(step.peaks)) peaks[name] = Math.max(peaks[name] ?? 0, bytes);
+    for (const [name, s] of Object.entries(step.cpu)) cpu[name] = (cpu[name] ?? 0) + s;
+  }
+  return { seconds: steps.reduce((t, step) => t + step.seconds, 0), peaks, cpu };
+}
+
 /** Process groups of running shell methods, ended by the clean-up if the bench is interrupted. */
 const activeTools = new Set<ChildProcess>();
 

@@ -38,7 +38,7 @@ import { testSetup, pgUrl } from '../support/bed.ts';
 import { createBenchDatabase, dropBenchDatabase } from './data.ts';
 import { fillRedis, writeTree } from './fixtures.ts';
 import {
-  BENCH_OPTIONS, MiB, benchSettings, checkTable, cpuText, formatTable, log, measuredSummary, median, mib, rssText, runBench, startBenchWorker, stepsText, timeShell, timeWorkflow,
+  BENCH_OPTIONS, MiB, benchSettings, checkTable, cpuText, formatTable, inSequence, log, measuredSummary, median, mib, rssText, runBench, startBenchWorker, stepsText, timeShell, timeWorkflow,
   type BenchContext, type Measured, type Timed,
 } from './common.ts';
 
@@ -169,16 +169,6 @@ interface SizeResult {
   manual: Measured & { stepSeconds: Record<ManualStep, number> };
 }
 
-function sumTimed(parts: Timed[]): Timed {
-  const peaks: Record<string, number> = {};
-  const cpu: Record<string, number> = {};
-  for (const p of parts) {
-    for (const [n, b] of Object.entries(p.peaks)) peaks[n] = Math.max(peaks[n] ?? 0, b);
-    for (const [n, s] of Object.entries(p.cpu)) cpu[n] = (cpu[n] ?? 0) + s;
-  }
-  return { seconds: parts.reduce((a, p) => a + p.seconds, 0), peaks, cpu };
-}
-
 async function benchSize(ctx: BenchContext, size: number): Promise<SizeResult> {
   const sizes = sizesFor(size);
   const label = `pg ${sizes.pg} + redis ${sizes.redis} + files ${sizes.files} MiB`;
@@ -268,7 +258,7 @@ async function benchSize(ctx: BenchContext, size: number): Promise<SizeResult> {
         'files: rm -rf, tar xzf': await timeShell('rm -rf "$DIR" && mkdir -p "$DIR" && tar xzf "$DL/files.tar.gz" -C "$DIR"', env),
       };
       rmSync(restoreDir, { recursive: true, force: true });
-      const manual = { ...sumTimed(Object.values(steps)), stepSeconds: Object.fromEntries(MANUAL_STEPS.map((s) => [s, steps[s].seconds])) as Record<ManualStep, number> };
+      const manual = { ...inSequence(Object.values(steps)), stepSeconds: Object.fromEntries(MANUAL_STEPS.map((s) => [s, steps[s].seconds])) as Record<ManualStep, number> };
       sameState('by hand', { ...(await stateOf(db, bedRedisUrl, dir)), redisKeys: (await stateOf(db, manualRedis.url, dir)).redisKeys }, original);
       runs.manual.push(manual);
       log(`${tag}: by hand ${manual.seconds.toFixed(2)} s (${MANUAL_STEPS.map((s) => manual.stepSeconds[s].toFixed(2)).join(' + ')})`);

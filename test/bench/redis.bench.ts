@@ -28,7 +28,7 @@ import { connectRedis, startScratchRedis } from '../../src/adapters/redis.ts';
 import { findComponent, type RedisComponent } from '../../src/domain/manifest.ts';
 import { testSetup } from '../support/bed.ts';
 import {
-  BENCH_OPTIONS, MiB, benchSettings, checkTable, cpuText, flatMemoryChecks, formatTable, log, measuredSummary, median, mib, rssText, runBench, startBenchWorker, stepsText, timeShell, timeWorkflow,
+  BENCH_OPTIONS, MiB, benchSettings, checkTable, cpuText, flatMemoryChecks, formatTable, inSequence, log, measuredSummary, median, mib, rssText, runBench, startBenchWorker, stepsText, timeShell, timeWorkflow,
   type BenchContext, type BenchWorker, type Measured,
 } from './common.ts';
 
@@ -46,17 +46,6 @@ interface Measurement extends Measured {
   /** Bytes of the RDB, and bytes stored in S3 (0 for the floor, which stores nothing). */
   rdbBytes: number;
   storedBytes: number;
-}
-
-/** Timed steps run one after the other, as one: times and CPU added, peaks the highest. */
-function inSequence(steps: Measured[]): Measured {
-  const peaks: Record<string, number> = {};
-  const cpu: Record<string, number> = {};
-  for (const step of steps) {
-    for (const [name, bytes] of Object.entries(step.peaks)) peaks[name] = Math.max(peaks[name] ?? 0, bytes);
-    for (const [name, s] of Object.entries(step.cpu)) cpu[name] = (cpu[name] ?? 0) + s;
-  }
-  return { seconds: steps.reduce((t, step) => t + step.seconds, 0), peaks, cpu };
 }
 
 /** The floor, the runbooks' check of its file and its upload: timed steps, summed into the plain methods. */

@@ -29,14 +29,16 @@ import { join } from 'node:path';
 import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { WorkflowFailedError } from '@temporalio/client';
 import { Redis } from 'ioredis';
+import { startPostgresServer } from '../../deploy/bed/bed.ts';
 import { startKubernetes, type KubernetesBed } from '../../deploy/bed/kubernetes/cluster.ts';
 import { Kubernetes } from '../../src/adapters/kubernetes/index.ts';
 import { SCALED_BY_ANNOTATION } from '../../src/adapters/kubernetes/workloads.ts';
 import { treeDigest } from '../../src/adapters/files.ts';
+import { startScratchRedis, type ScratchRedis } from '../../src/adapters/redis.ts';
 import type { OpsflowClient } from '../../src/client.ts';
 import { innermostMessage } from '../../src/errors.ts';
 import { bedEnv, bedStore, client, startWorker, testSetup, type TestSetup, type WorkerProcess } from '../support/bed.ts';
-import { createSampleDatabase, dropDatabase, sql, tableChecksums } from '../support/data.ts';
+import { bedPostgres, databaseExists, dropDatabase, postgresOn, sql, type PostgresHelpers } from '../support/data.ts';
 import { testDeployment } from '../support/kubernetes.ts';
 
 const DB = 'dr_app';
@@ -44,15 +46,22 @@ const FLOW_DB = 'dr_flow';
 const namespace = 'swarm';
 const flowNamespace = 'flow-new';
 const redis = { live: 11, staging: 12, flowLive: 13, flowStaging: 14 };
-const redisUrl = (db: number) => `redis://127.0.0.1:${bedEnv('BED_REDIS_PORT')}/${db}`;
+/** Site B's databases (flowLive, flowStaging) are on its own redis-server. */
+const redisUrl = (db: number) => `redis://127.0.0.1:${db >= redis.flowLive ? siteB.redis.port : bedEnv('BED_REDIS_PORT')}/${db}`;
 
 let dir: string;
 let bed: KubernetesBed;
 let kube: Kubernetes;
 let apps: AppsV1Api;
 let core: CoreV1Api;
-/** A second control plane, the other site of "recovery into another cluster", reached through another context of one kubeconfig. */
-let siteB: { bed: KubernetesBed; kubeconfig: string; kube: Kubernetes; apps: AppsV1Api; core: CoreV1Api };
+/**
+ * The other site of "recovery into new infrastructure": a second control
+ * plane, reached through another context of one kubeconfig, a second
+ * PostgreSQL server, which holds FLOW_DB, and a second redis-server.
+ */
+let siteB: { bed: KubernetesBed; kubeconfig: string; kube: Kubernetes; apps: AppsV1Api; core: CoreV1Api; pg: PostgresHelpers; stopPg(): Promise<void>; redis: ScratchRedis };
+/** The server a test database lives on. */
+const pgOf = (db: string): PostgresHelpers => (db === FLOW_DB ? siteB.pg : bedPostgres);
 let setup: TestSetup;
 let opsflow: OpsflowClient;
 let worker: WorkerProcess;
@@ -76,7 +85,7 @@ async function listen(handler: Parameters<typeof createServer>[1]): Promise<{ se
 
 /** /health/<db>/<redis db>: the restored data is there and readable. */
 async function healthOf(db: string, redisDb: number): Promise<boolean> {
-  const [row] = await sql<{ n: string }>(db, 'SELECT count(*) AS n FROM app.documents');
+  const [row] = await pgOf(db).sql<{ n: string }>(db, 'SELECT count(*) AS n FROM app.documents');
   const r = new Redis(redisUrl(redisDb), { lazyConnect: true, maxRetriesPerRequest: 1 });
   try {
     return Number(row?.n) > 0 && (await r.get('app:schema')) !== null;
@@ -164,7 +173,7 @@ async function objectsFingerprint(ns: string, cluster: Kubernetes): Promise<Reco
 async function fingerprint(ns = namespace, root = swarm, db = DB, live = redis.live, cluster = kube) {
   const expiries = new Map<string, number>();
   const state = {
-    tables: await tableChecksums(db),
+    tables: await pgOf(db).tableChecksums(db),
     redis: await redisFingerprint(live, expiries),
     data: (await treeDigest(root.data)).sha256,
     runtime: (await treeDigest(root.runtime)).sha256,
@@ -204,7 +213,7 @@ async function deploymentState(ns = namespace, api = apps) {
 
 /** Databases, Redis keys and directories a restore makes beside the live data: none may be left. */
 async function leftovers(db: string, root: ReturnType<typeof places>, staging: number): Promise<string[]> {
-  const dbs = await sql<{ datname: string }>('postgres', `SELECT datname FROM pg_database WHERE datname LIKE $1 AND datname !~ '_old_'`, [`${db}_%`]);
+  const dbs = await pgOf(db).sql<{ datname: string }>('postgres', `SELECT datname FROM pg_database WHERE datname LIKE $1 AND datname !~ '_old_'`, [`${db}_%`]);
   const r = new Redis(redisUrl(staging));
   const keys = await r.dbsize();
   r.disconnect();
@@ -220,6 +229,7 @@ async function dropRetired(db: string): Promise<void> {
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'opsflow-k8s-dr-'));
+  chmodSync(dir, 0o755); // site B's PostgreSQL server runs as the postgres user, under it
   swarm = places(join(dir));
   flow = places(join(dir, 'flow'));
   bed = await startKubernetes({ dir, localExec: true });
@@ -229,7 +239,8 @@ before(async () => {
   const bedB = await startKubernetes({ dir: join(dir, 'site-b'), localExec: true });
   const kubeconfig = twoSiteKubeconfig(join(dir, 'two-sites.kubeconfig'), { 'site-a': bed.kubeconfigPath, 'site-b': bedB.kubeconfigPath });
   const kubeB = Kubernetes.connect({ kubeconfig, context: 'site-b' });
-  siteB = { bed: bedB, kubeconfig, kube: kubeB, apps: kubeB.kc.makeApiClient(AppsV1Api), core: kubeB.kc.makeApiClient(CoreV1Api) };
+  const pgB = await startPostgresServer(join(dir, 'site-b', 'postgres'));
+  siteB = { bed: bedB, kubeconfig, kube: kubeB, apps: kubeB.kc.makeApiClient(AppsV1Api), core: kubeB.kc.makeApiClient(CoreV1Api), pg: postgresOn(() => pgB.superuserUrl), stopPg: pgB.stop, redis: await startScratchRedis() };
 
   ({ server: app.server, port: app.port } = await listen((req, res) => {
     const [, what, db, redisDb] = (req.url ?? '').split('/');
@@ -243,14 +254,14 @@ before(async () => {
   }));
 
   await createObjects(namespace);
-  await createSampleDatabase(DB, 5000);
+  await bedPostgres.createSampleDatabase(DB, 5000);
   await fillRedis(redis.live);
   fillFiles(swarm);
   setup = testSetup('dr', { swarm: DB, flow: FLOW_DB }, {
     swarm: systemConfig({ kubeconfig: bed.kubeconfigPath }, namespace, swarm, redis.live, redis.staging, DB, 'SWARM_REDIS_URL'),
     flow: systemConfig({ kubeconfig: siteB.kubeconfig, context: 'site-b' }, flowNamespace, flow, redis.flowLive, redis.flowStaging, FLOW_DB, 'FLOW_REDIS_URL'),
   });
-  workerEnv = { SWARM_REDIS_URL: redisUrl(redis.live), FLOW_REDIS_URL: redisUrl(redis.flowLive), DR_WEBHOOK: `http://127.0.0.1:${webhook.port}/switch` };
+  workerEnv = { FLOW_DATABASE_URL: siteB.pg.url(FLOW_DB), SWARM_REDIS_URL: redisUrl(redis.live), FLOW_REDIS_URL: redisUrl(redis.flowLive), DR_WEBHOOK: `http://127.0.0.1:${webhook.port}/switch` };
   opsflow = await client(setup);
   worker = await startWorker(setup, workerEnv);
   workers.push(worker);
@@ -261,13 +272,13 @@ after(async () => {
   await opsflow?.close();
   for (const w of workers) await w.stop();
   await siteB?.bed.stop();
+  await siteB?.stopPg();
+  await siteB?.redis.stop();
   await bed?.stop();
   app.server?.close();
   webhook.server?.close();
-  for (const db of [DB, FLOW_DB]) {
-    await dropDatabase(db);
-    await dropRetired(db);
-  }
+  await dropDatabase(DB);
+  await dropRetired(DB);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -391,8 +402,8 @@ describe('disaster recovery of a sample system on the bed', () => {
     assert.equal(record.ok, true);
   });
 
-  it('recovers into new infrastructure (another cluster, by a context of the kubeconfig; another database and Redis), verifies it and switches traffic', async () => {
-    await createSampleDatabase(FLOW_DB, 10); // the new database server's database: exists, holds nothing of the set
+  it('recovers into new infrastructure (another cluster, by a context of the kubeconfig; another database server and Redis server), verifies it and switches traffic', async () => {
+    await siteB.pg.createSampleDatabase(FLOW_DB, 10); // the new database server's database: exists, holds nothing of the set
     await siteB.core.createNamespace({ body: { metadata: { name: flowNamespace } } });
     mkdirSync(flow.data, { recursive: true });
     mkdirSync(flow.runtime, { recursive: true });
@@ -407,6 +418,7 @@ describe('disaster recovery of a sample system on the bed', () => {
     assert.equal((await deploymentState(flowNamespace, siteB.apps)).replicas, 3);
     await siteB.kube.workloads.waitForPodsReady({ kind: 'Deployment', namespace: flowNamespace, name: 'api' }, { timeoutMs: 60_000 });
     await assert.rejects(core.readNamespace({ name: flowNamespace }), 'nothing of it in the first cluster');
+    assert.equal(await databaseExists(FLOW_DB), false, 'nor on the first database server');
     assert.ok(result.health?.every((h) => h.ok));
     assert.deepEqual(webhook.calls, [run.workflowId]);
     assert.deepEqual(await leftovers(FLOW_DB, flow, redis.flowStaging), []);
