@@ -177,15 +177,15 @@ describe('PodExec.exec', () => {
     });
   });
 
-  it('an unknown container or pod is NotFound, naming it', async () => {
+  it('an unknown container is NotFound, naming it; a pod gone since it was picked is worth a retry (which picks another)', async () => {
     await assert.rejects(podExec.exec(namespace, pod, 'shel', ['true']), (e: Error) => {
       assert.ok(e instanceof NotFoundError, String(e));
       assert.equal(e.message, 'pod default/tools-b has no container "shel" (has: shell, sidecar)');
       return true;
     });
     await assert.rejects(podExec.exec(namespace, 'tools-z', 'shell', ['true']), (e: Error) => {
-      assert.ok(e instanceof NotFoundError, String(e));
-      assert.match(e.message, /tools-z/);
+      assert.ok(e instanceof PeerUnavailableError, String(e));
+      assert.match(e.message, /tools-z.*gone since it was picked/);
       return true;
     });
   });

@@ -150,7 +150,10 @@ export class PodExec {
     try {
       p = await this.core.readNamespacedPod({ namespace, name: pod });
     } catch (err) {
-      throw toKubernetesError(err, `cannot exec into pod ${namespace}/${pod}`);
+      const mapped = toKubernetesError(err, `cannot exec into pod ${namespace}/${pod}`);
+      // Picked a moment ago, gone now: its workload replaced it (a rollout, a restart). Retried, the caller picks another.
+      if (mapped instanceof NotFoundError) throw new PeerUnavailableError(`${mapped.message} (gone since it was picked: replaced by its workload?)`);
+      throw mapped;
     }
     const names = [...(p.spec?.containers ?? []), ...(p.spec?.ephemeralContainers ?? [])].map((c) => c.name);
     if (!names.includes(container)) {
