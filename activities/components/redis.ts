@@ -1,9 +1,11 @@
 /**
  * Redis: a snapshot through the replication protocol (what `redis-cli --rdb`
  * does) or, where SYNC is blocked, a logical key stream (SCAN + DUMP + PTTL).
- * A restore RESTOREs the keys into a spare database of the target and swaps
- * it in with SWAPDB, so clients never see a half-restored database; a marker
- * key tells a retried swap whether it already happened.
+ * A restore puts the keys into a spare database of the target (a snapshot:
+ * loaded into a scratch redis-server, which MIGRATEs them there; a logical
+ * backup: RESTOREd) and swaps it in with SWAPDB, so clients never see a
+ * half-restored database; a marker key tells a retried swap whether it
+ * already happened.
  */
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
@@ -15,11 +17,11 @@ import {
   exportKeys,
   importKeys,
   keyspaceSummary,
+  migrateKeys,
   parseRedisUrl,
   snapshot,
   startRdbCheck,
   startScratchRedis,
-  type ChunkSource,
 } from '../../src/adapters/redis.ts';
 import { IntegrityError } from '../../src/errors.ts';
 import { withScratchDir } from '../../src/scratch.ts';
@@ -48,35 +50,53 @@ async function withRedis<T>(url: string, fn: (client: Redis) => Promise<T>): Pro
   }
 }
 
-/**
- * The component's keys as a key stream, whatever its mode: a logical
- * backup is one already; a snapshot is loaded into a scratch redis-server
- * on the worker and exported from there. Checked against the manifest's
- * count before `use` returns.
- */
-async function withKeyStream<T>(ctx: DriverContext, component: RedisComponent, use: (keys: ChunkSource) => Promise<T & { records: number }>): Promise<T> {
-  // Loading a snapshot drops keys whose TTL ran out since the backup: as few as `keys - expires` may be left.
+/** Loading a snapshot drops keys whose TTL ran out since the backup: as few as `keys - expires` may be left. */
+function checkKeyCount(component: RedisComponent, found: number): void {
   const fewest = component.keys - (component.mode === 'snapshot' ? (component.expires ?? 0) : 0);
-  const checkCount = (result: T & { records: number }) => {
-    if (result.records > component.keys || result.records < fewest) {
-      const expected = fewest === component.keys ? `${component.keys}` : `${fewest} to ${component.keys} (${component.expires} have a TTL)`;
-      throw new IntegrityError(`${component.name}: ${result.records} keys read back, the manifest says ${expected}`);
-    }
-    return result;
-  };
-  if (component.mode === 'logical') {
-    return checkCount(await consumeDownload(downloadArtifact(component, ctx.artifacts), (stream: Readable) => use(stream)));
+  if (found > component.keys || found < fewest) {
+    const expected = fewest === component.keys ? `${component.keys}` : `${fewest} to ${component.keys} (${component.expires} have a TTL)`;
+    throw new IntegrityError(`${component.name}: ${found} keys read back, the manifest says ${expected}`);
   }
+}
+
+/** A snapshot component loaded into a scratch redis-server on the worker, for `use` to read from; stopped after. */
+async function withLoadedSnapshot<T>(ctx: DriverContext, component: RedisComponent, use: (scratchUrl: string) => Promise<T>): Promise<T> {
   return withScratchDir('rdb', async (dir) => {
     const rdbFile = join(dir, 'dump.rdb');
     await consumeDownload(downloadArtifact(component, ctx.artifacts), (stream: Readable) => pipeline(stream, createWriteStream(rdbFile)));
     const scratch = await startScratchRedis({ rdbFile });
     try {
-      const exported = exportKeys({ url: withDb(scratch.url, component.db) }, { signal: ctx.signal });
-      return checkCount(await use(exported.stream));
+      return await use(withDb(scratch.url, component.db));
     } finally {
       await scratch.stop();
     }
+  });
+}
+
+/**
+ * The component's keys into the empty database `target`, counted against
+ * the manifest. A snapshot is loaded into a scratch redis-server on the
+ * worker, which MIGRATEs its keys there itself (the values never pass
+ * through the worker; through it only for a TLS target, which MIGRATE
+ * cannot reach); a logical backup is RESTOREd key by key as it downloads.
+ */
+async function restoreKeysInto(ctx: DriverContext, component: RedisComponent, target: string): Promise<{ restored: number; expired: number }> {
+  const options = { replace: false, signal: ctx.signal };
+  if (component.mode === 'logical') {
+    const imported = await consumeDownload(downloadArtifact(component, ctx.artifacts), (stream: Readable) => importKeys({ url: target }, stream, options));
+    checkKeyCount(component, imported.records);
+    return imported;
+  }
+  return withLoadedSnapshot(ctx, component, async (scratchUrl) => {
+    if (parseRedisUrl(target).tls) {
+      const imported = await importKeys({ url: target }, exportKeys({ url: scratchUrl }, { signal: ctx.signal }).stream, options);
+      checkKeyCount(component, imported.records);
+      return imported;
+    }
+    await migrateKeys({ url: scratchUrl }, { url: target }, { signal: ctx.signal });
+    const restored = await withRedis(target, (c) => c.dbsize());
+    checkKeyCount(component, restored);
+    return { restored, expired: component.keys - restored };
   });
 }
 
@@ -144,7 +164,7 @@ export const redisDriver: Driver<'redis'> = {
     const staging = withDb(url, config.stagingDb);
     if (parseRedisUrl(url).db === config.stagingDb) throw new IntegrityError(`${config.name}: stagingDb ${config.stagingDb} is the live database; choose a spare one`);
     await withRedis(staging, (c) => c.flushdb());
-    const imported = await withKeyStream(ctx, component, async (keys) => importKeys({ url: staging }, keys, { replace: false, signal: ctx.signal }));
+    const imported = await restoreKeysInto(ctx, component, staging);
     await withRedis(staging, (c) => c.set(markerKey(tag), '1'));
     return `${imported.restored} keys into spare db ${config.stagingDb} (${imported.expired} expired since the backup)`;
   },
@@ -167,9 +187,8 @@ export const redisDriver: Driver<'redis'> = {
   async verify(ctx, component) {
     const scratch = await startScratchRedis();
     try {
-      const target = withDb(scratch.url, component.db);
-      const imported = await withKeyStream(ctx, component, (keys) => importKeys({ url: target }, keys, { replace: false, signal: ctx.signal }));
-      return `${imported.records} keys restored into a scratch redis-server, as in the manifest`;
+      const restored = await restoreKeysInto(ctx, component, withDb(scratch.url, component.db));
+      return `${restored.restored} keys restored into a scratch redis-server, as in the manifest`;
     } finally {
       await scratch.stop();
     }

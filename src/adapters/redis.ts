@@ -95,8 +95,8 @@ export function parseRedisUrl(url: string): RedisEndpoint {
 
 /** Socket codes worth retrying: the server is down, restarting, or the network is. */
 const TRANSIENT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ECONNABORTED']);
-/** Replies that say "not now": loading the dataset, a busy script, a replica cut off from its master. */
-const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/;
+/** Replies that say "not now": loading the dataset, a busy script, a replica cut off from its master, a MIGRATE target not answering. */
+const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|IOERR)\b/;
 const AUTH_REPLY = /^(NOAUTH|WRONGPASS|NOPERM)\b|^ERR (invalid (username-)?password|AUTH |Client sent AUTH)/i;
 
 export function toRedisError(err: unknown, what: string): Error {
@@ -866,6 +866,36 @@ export function exportKeys(target: RedisTarget, options: { signal?: AbortSignal;
     }
   }
   return { stream: stream(), done };
+}
+
+/**
+ * Copies every key of `source`'s database into `target`'s with MIGRATE: the
+ * source server sends them to the target itself, so values and TTLs never
+ * pass through this process. For a source opsflow owns (a scratch server
+ * loaded with a snapshot): MIGRATE's connection has no TLS, so a `rediss://`
+ * target is refused (copy through `exportKeys` + `importKeys` there). Keys
+ * go in SCAN's batches, with REPLACE, so a key SCAN lists twice is harmless;
+ * keys that expired meanwhile are skipped. Returns the keys sent.
+ */
+export async function migrateKeys(source: RedisTarget, target: RedisTarget, options: { signal?: AbortSignal; batch?: number; timeoutMs?: number } = {}): Promise<number> {
+  const from = parseRedisUrl(source.url);
+  const to = parseRedisUrl(target.url);
+  if (to.tls) throw new PeerRejectedError(`MIGRATE cannot reach ${to.label} over TLS`);
+  const auth = to.password === undefined ? [] : to.username ? ['AUTH2', to.username, to.password] : ['AUTH', to.password];
+  return withClient(from, `MIGRATE from ${from.label} to ${to.label}`, async (client) => {
+    let cursor = '0';
+    let sent = 0;
+    do {
+      options.signal?.throwIfAborted();
+      const [next, keys] = await client.scanBuffer(cursor, 'COUNT', options.batch ?? 1000);
+      cursor = next.toString();
+      if (keys.length === 0) continue;
+      // "NOKEY": every key of the batch expired since SCAN listed it.
+      await client.call('MIGRATE', to.host, String(to.port), '', String(to.db), String(options.timeoutMs ?? 60_000), 'COPY', 'REPLACE', ...auth, 'KEYS', ...keys);
+      sent += keys.length;
+    } while (cursor !== '0');
+    return sent;
+  });
 }
 
 export interface ImportOptions {

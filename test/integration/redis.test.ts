@@ -22,6 +22,7 @@ import {
   exportKeys,
   importKeys,
   inspectKeys,
+  migrateKeys,
   keyspaceSummary,
   restoreRdb,
   snapshot,
@@ -389,6 +390,25 @@ describe('Redis logical export and import (SCAN + DUMP + PTTL, RESTORE)', () => 
     } finally {
       target.disconnect();
     }
+  });
+
+  it('migrateKeys: the source server MIGRATEs every key into a password-protected database of another server, type, value and TTL equal', async () => {
+    const empty = await scratch({ args: ['--requirepass', 'migrate-pass-3k'] });
+    const target = `redis://:migrate-pass-3k@127.0.0.1:${empty.port}/${DB}`;
+    const sent = await migrateKeys({ url: bedUrl() }, { url: target });
+    assert.ok(sent >= expectedKeys, `${sent} keys sent (SCAN may list one twice)`);
+    const copy = await connectRedis({ url: target });
+    try {
+      const r = await assertSameKeyspace(source, copy);
+      assert.equal(r.keys, expectedKeys);
+      assert.deepEqual(Object.keys(r.dumpDiffered).filter((t) => t !== 'set'), [], 'other types come back with the same DUMP');
+      assert.equal(await source.dbsize(), expectedKeys, 'COPY: the source keeps its keys');
+    } finally {
+      copy.disconnect();
+    }
+    await assert.rejects(migrateKeys({ url: bedUrl() }, { url: `redis://:wrong@127.0.0.1:${empty.port}/0` }), (err: Error) =>
+      err instanceof PeerRejectedError && /WRONGPASS|invalid password/.test(err.message) && !err.message.includes('wrong@'));
+    await assert.rejects(migrateKeys({ url: bedUrl() }, { url: `rediss://127.0.0.1:${empty.port}/0` }), /MIGRATE cannot reach .* over TLS/);
   });
 
   it('keys whose TTL ran out between export and import are skipped and counted', async () => {
