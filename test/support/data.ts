@@ -5,15 +5,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import pg from 'pg';
+import { withDatabase } from '../../src/adapters/postgres.ts';
 import { bedEnv, pgUrl, PG_BIN } from './bed.ts';
 
 /** The helpers below, on the PostgreSQL server whose superuser URL `serverUrl` gives (read at each call). */
 export function postgresOn(serverUrl: () => string) {
-  const urlOf = (db: string) => {
-    const u = new URL(serverUrl());
-    u.pathname = `/${db}`;
-    return u.toString();
-  };
+  const urlOf = (db: string) => withDatabase(serverUrl(), db);
   async function sql<T extends pg.QueryResultRow = pg.QueryResultRow>(db: string, text: string, params: unknown[] = []): Promise<T[]> {
     const client = new pg.Client({ connectionString: urlOf(db) });
     await client.connect();
