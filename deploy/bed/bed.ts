@@ -101,6 +101,11 @@ async function startPostgres(dir: string, pgBin: string, daemons: Daemon[]) {
   return { port, socketDir, superuserUrl, appUrl: (db: string) => `postgresql://postgres:${PG_PASSWORD}@127.0.0.1:${port}/${db}` };
 }
 
+/** Stops a bed's daemons, each given STOP_GRACE_MS to exit. */
+function stopDaemons(daemons: Daemon[]): Promise<void> {
+  return Promise.all(daemons.map((d) => stopDaemon(d, STOP_GRACE_MS))).then(() => undefined);
+}
+
 /**
  * A PostgreSQL server of its own, beside the bed's: "another database server"
  * for recoveries into another place. Its data lives in `dir`.
@@ -111,9 +116,9 @@ export async function startPostgresServer(dir: string): Promise<Bed['pg'] & { st
   const daemons: Daemon[] = [];
   try {
     const pg = await startPostgres(dir, readToolsEnv().OPSFLOW_PG_BIN!, daemons);
-    return { ...pg, stop: () => Promise.all(daemons.map((d) => stopDaemon(d, STOP_GRACE_MS))).then(() => undefined) };
+    return { ...pg, stop: () => stopDaemons(daemons) };
   } catch (err) {
-    await Promise.all(daemons.map((d) => stopDaemon(d, STOP_GRACE_MS)));
+    await stopDaemons(daemons);
     throw err;
   }
 }
@@ -185,7 +190,7 @@ export async function startBed(options: BedOptions): Promise<Bed> {
   const tools = readToolsEnv();
   // This bed's daemons: each start's wait fails as soon as any of them dies.
   const daemons: Daemon[] = [];
-  const stopAll = () => Promise.all(daemons.map((d) => stopDaemon(d, STOP_GRACE_MS)));
+  const stopAll = () => stopDaemons(daemons);
   const starts = [
     startTemporal(dir, tools.OPSFLOW_TEMPORAL_BIN!, options, daemons),
     startPostgres(dir, tools.OPSFLOW_PG_BIN!, daemons),

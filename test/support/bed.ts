@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { stringify as stringifyYaml } from 'yaml';
 import { OpsflowClient } from '../../src/client.ts';
 import { ObjectStore } from '../../src/adapters/s3.ts';
+import { withDatabase } from '../../src/adapters/postgres.ts';
 import { REPO_ROOT } from '../../deploy/bed/bed.ts';
 
 export function bedEnv(name: string): string {
@@ -23,9 +24,7 @@ export const PG_BIN = () => bedEnv('OPSFLOW_PG_BIN');
 
 /** The bed's PostgreSQL, superuser URL for `db`. */
 export function pgUrl(db: string): string {
-  const u = new URL(bedEnv('BED_PG_SUPERUSER_URL'));
-  u.pathname = `/${db}`;
-  return u.toString();
+  return withDatabase(bedEnv('BED_PG_SUPERUSER_URL'), db);
 }
 
 export function bedStore(): ObjectStore {
