@@ -1110,7 +1110,7 @@ export async function startScratchRedis(options: ScratchOptions = {}): Promise<S
   for (let attempt = 1; ; attempt++) {
     const port = await freeLoopbackPort();
     const args = [
-      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--logfile', '',
+      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--logfile', '', '--loglevel', 'notice',
       '--dir', dir, '--dbfilename', options.rdbFile ? basename(options.rdbFile) : 'dump.rdb',
       ...(options.args ?? []),
     ];
@@ -1123,8 +1123,10 @@ export async function startScratchRedis(options: ScratchOptions = {}): Promise<S
     }
     scratchChildren.add(child);
     let output = '';
+    let ready = false;
     const collect = (chunk: Buffer) => {
       output = (output + chunk.toString('utf8')).slice(-16 * 1024);
+      ready ||= /Ready to accept connections/.test(output);
     };
     child.stdout!.on('data', collect);
     child.stderr!.on('data', collect);
@@ -1159,17 +1161,8 @@ export async function startScratchRedis(options: ScratchOptions = {}): Promise<S
         await stop();
         throw new PeerUnavailableError(`redis-server on ${what} was not ready within ${(options.startTimeoutMs ?? 600_000) / 1000} s`);
       }
-      // Ready once it listens and has loaded: PING answers -LOADING until then.
-      const ready = await new Promise<boolean>((res) => {
-        const s = net.connect({ host: '127.0.0.1', port }, () => s.write('PING\r\n'));
-        s.setTimeout(2000, () => s.destroy());
-        s.once('data', (d) => {
-          s.destroy();
-          res(d.toString().startsWith('+PONG') || d.toString().startsWith('-NOAUTH'));
-        });
-        s.once('error', () => res(false));
-        s.once('close', () => res(false));
-      });
+      // Ready once our own process says so, after loading. Not a PING on the
+      // port: when another redis-server won the port race, it would answer.
       if (ready) return { url, port, dir, child, output: () => output, stop };
       await sleep(100);
     }

@@ -494,6 +494,31 @@ describe('Redis errors', () => {
     await assert.rejects(keyspaceSummary({ url: gone.url }), unavailable);
   });
 
+  it('a scratch server that loses its port to another redis-server is not taken for ready, though the port answers PING', async () => {
+    // A redis-server that always loses the port race: another one takes the port it was given just before it starts.
+    const intruders = join(dir, 'intruder-ports');
+    const wrapper = join(dir, 'redis-server-losing-its-port');
+    writeFileSync(wrapper, [
+      '#!/bin/sh',
+      'port=$(echo "$@" | sed \'s/.*--port \\([0-9]*\\).*/\\1/\')',
+      'redis-server --port "$port" --bind 127.0.0.1 --save "" --daemonize yes --logfile ""',
+      'until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done',
+      `echo "$port" >> ${intruders}`,
+      'sleep 0.5', // a slow start: long enough for a probe of the port to meet the intruder
+      'exec redis-server "$@"',
+    ].join('\n'), { mode: 0o755 });
+    try {
+      await assert.rejects(startScratchRedis({ redisServer: wrapper }), (err: Error) =>
+        err instanceof PeerUnavailableError && /Address already in use/.test(err.message));
+    } finally {
+      for (const port of readFileSync(intruders, 'utf8').trim().split('\n')) {
+        const intruder = await connectRedis({ url: `redis://127.0.0.1:${port}/0` });
+        await intruder.call('SHUTDOWN', 'NOSAVE').catch(() => undefined);
+        intruder.disconnect();
+      }
+    }
+  });
+
   it('SYNC disabled (managed Redis) is PeerRejected and points to the logical mode, which works there', async () => {
     const managed = await scratch({ args: ['--rename-command', 'SYNC', '', '--rename-command', 'PSYNC', ''] });
     const c = await connectRedis({ url: managed.url });
