@@ -90,6 +90,12 @@ export interface WorkerProcess {
   stop(): Promise<void>;
 }
 
+/** Workers still running: a test process that dies must not leave them polling. */
+const liveWorkers = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of liveWorkers) child.kill('SIGKILL');
+});
+
 /** Starts `workers/main.ts` as a separate process (one node process, so SIGKILL kills the worker itself). */
 export async function startWorker(setup: TestSetup, extraEnv: Record<string, string> = {}): Promise<WorkerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'workers/main.ts'], {
@@ -97,8 +103,8 @@ export async function startWorker(setup: TestSetup, extraEnv: Record<string, str
     env: { ...process.env, ...setup.env, ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  // A test process that dies must not leave its workers polling.
-  process.once('exit', () => child.kill('SIGKILL'));
+  liveWorkers.add(child);
+  child.once('exit', () => liveWorkers.delete(child));
   let output = '';
   const collect = (chunk: Buffer) => {
     output += chunk.toString();
