@@ -73,10 +73,10 @@ export async function* encryptStream(source: AsyncIterable<Buffer | Uint8Array>,
     // A full segment is known not to be the last only once a byte after it has arrived.
     while (pending.length > SEGMENT_BYTES) {
       if (index === MAX_SEGMENTS - 1) throw new InvalidInputError('plaintext is too large to encrypt as one object (256 TiB at most)');
-      yield sealSegment(key, segmentNonce(noncePrefix, index++, false), pending.take(SEGMENT_BYTES));
+      yield* sealSegment(key, segmentNonce(noncePrefix, index++, false), pending.take(SEGMENT_BYTES));
     }
   }
-  yield sealSegment(key, segmentNonce(noncePrefix, index, true), pending.take(pending.length));
+  yield* sealSegment(key, segmentNonce(noncePrefix, index, true), pending.take(pending.length));
 }
 
 /**
@@ -98,7 +98,7 @@ export async function* decryptStream(source: AsyncIterable<Buffer | Uint8Array>,
     }
     // As when sealing: a full segment with bytes after it must not be the last.
     while (pending.length > STORED_SEGMENT_BYTES) {
-      yield openSegment(header.key, header.noncePrefix, index++, pending.take(STORED_SEGMENT_BYTES), false);
+      yield* openSegment(header.key, header.noncePrefix, index++, pending.take(STORED_SEGMENT_BYTES), false);
     }
   }
   if (!header) {
@@ -107,7 +107,7 @@ export async function* decryptStream(source: AsyncIterable<Buffer | Uint8Array>,
     throw new IntegrityError(`encrypted object ends inside its header (${start.length} of ${HEADER_BYTES} bytes): truncated`);
   }
   if (pending.length < TAG_BYTES) throw truncated();
-  yield openSegment(header.key, header.noncePrefix, index, pending.take(pending.length), true);
+  yield* openSegment(header.key, header.noncePrefix, index, pending.take(pending.length), true);
 }
 
 export interface WrappedKey {
@@ -210,15 +210,16 @@ function segmentNonce(prefix: Buffer, index: number, last: boolean): Buffer {
   return nonce;
 }
 
-function sealSegment(key: Buffer, nonce: Buffer, plaintext: Buffer[]): Buffer {
+/** A segment's ciphertext and tag, in pieces: not joined, since the uploader copies them into its part anyway. */
+function sealSegment(key: Buffer, nonce: Buffer, plaintext: Buffer[]): Buffer[] {
   const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
   const parts = plaintext.map((piece) => cipher.update(piece));
   parts.push(cipher.final(), cipher.getAuthTag());
-  return Buffer.concat(parts);
+  return parts.filter((part) => part.length > 0);
 }
 
-/** The plaintext of a stored segment (ciphertext and tag), or undefined if it does not authenticate under `nonce`. */
-function tryOpenSegment(key: Buffer, nonce: Buffer, stored: Buffer[]): Buffer | undefined {
+/** The plaintext of a stored segment (ciphertext and tag), in pieces, or undefined if it does not authenticate under `nonce`. */
+function tryOpenSegment(key: Buffer, nonce: Buffer, stored: Buffer[]): Buffer[] | undefined {
   const decipher = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
   const storedBytes = stored.reduce((sum, piece) => sum + piece.length, 0);
   const parts: Buffer[] = [];
@@ -237,7 +238,7 @@ function tryOpenSegment(key: Buffer, nonce: Buffer, stored: Buffer[]): Buffer | 
   } catch {
     return undefined;
   }
-  return Buffer.concat(parts);
+  return parts.filter((part) => part.length > 0);
 }
 
 /**
@@ -245,7 +246,7 @@ function tryOpenSegment(key: Buffer, nonce: Buffer, stored: Buffer[]): Buffer | 
  * last. On failure it tries the other flag only to say what went wrong:
  * a cut at a segment boundary, or bytes after the real last segment.
  */
-function openSegment(key: Buffer, noncePrefix: Buffer, index: number, stored: Buffer[], last: boolean): Buffer {
+function openSegment(key: Buffer, noncePrefix: Buffer, index: number, stored: Buffer[], last: boolean): Buffer[] {
   const plaintext = tryOpenSegment(key, segmentNonce(noncePrefix, index, last), stored);
   if (plaintext) return plaintext;
   if (tryOpenSegment(key, segmentNonce(noncePrefix, index, !last), stored)) {

@@ -96,9 +96,19 @@ process.once('exit', () => {
   for (const child of liveWorkers) child.kill('SIGKILL');
 });
 
+/**
+ * The worker's V8 flags, as package.json's `worker` script and the
+ * Deployment's command give them: a young generation big enough that the
+ * stream buffers in flight die there. With the default (16 MiB) they were
+ * promoted, and each 30-60 MiB of them cost a full collection of the
+ * worker's ~80 MiB heap: half of a Redis backup's CPU in the worker.
+ * OPSFLOW_WORKER_FLAGS adds more (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
+ */
+const WORKER_NODE_FLAGS = ['--max-semi-space-size=32', ...(process.env.OPSFLOW_WORKER_FLAGS?.split(' ').filter(Boolean) ?? [])];
+
 /** Starts `workers/main.ts` as a separate process (one node process, so SIGKILL kills the worker itself). */
 export async function startWorker(setup: TestSetup, extraEnv: Record<string, string> = {}): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'workers/main.ts'], {
+  const child = spawn(process.execPath, [...WORKER_NODE_FLAGS, '--import', 'tsx', 'workers/main.ts'], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...setup.env, ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
