@@ -98,10 +98,10 @@ process.once('exit', () => {
 
 /**
  * The worker's V8 flags, as package.json's `worker` script and the
- * Deployment's command give them: a young generation big enough that the
- * stream buffers in flight die there. With the default (16 MiB) they were
- * promoted, and each 30-60 MiB of them cost a full collection of the
- * worker's ~80 MiB heap: half of a Redis backup's CPU in the worker.
+ * Deployment's command give them: a young generation big enough that most
+ * stream buffers in flight die there, instead of being promoted and costing
+ * full collections of the worker's ~80 MiB heap (two backups of a 234 MiB
+ * Redis snapshot: 23 of them with the default 16 MiB, 11 with 32).
  * OPSFLOW_WORKER_FLAGS adds more (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
  */
 const WORKER_NODE_FLAGS = ['--max-semi-space-size=32', ...(process.env.OPSFLOW_WORKER_FLAGS?.split(' ').filter(Boolean) ?? [])];
