@@ -514,7 +514,7 @@ describe('Redis errors', () => {
       await assert.rejects(startScratchRedis({ redisServer: wrapper }), (err: Error) =>
         err instanceof PeerUnavailableError && /Address already in use/.test(err.message));
     } finally {
-      for (const port of readFileSync(intruders, 'utf8').trim().split('\n')) {
+      for (const port of existsSync(intruders) ? readFileSync(intruders, 'utf8').trim().split('\n') : []) {
         const intruder = await connectRedis({ url: `redis://127.0.0.1:${port}/0` });
         await intruder.call('SHUTDOWN', 'NOSAVE').catch(() => undefined);
         intruder.disconnect();
