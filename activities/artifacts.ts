@@ -18,7 +18,7 @@ import { startByteCounter, startTool } from '../src/adapters/process.ts';
 import type { ObjectStore } from '../src/adapters/s3.ts';
 import { decryptStream, encryptStream } from '../src/crypto.ts';
 import { IntegrityError } from '../src/errors.ts';
-import { feed, tap, throttle } from '../src/streams.ts';
+import { feed, tap, throttle, type RateCap } from '../src/streams.ts';
 import type { TransferProgress } from './progress.ts';
 
 export interface ArtifactOptions {
@@ -26,7 +26,8 @@ export interface ArtifactOptions {
   /** The set's data key; undefined = stored in clear. */
   dataKey?: Buffer;
   compressionLevel?: number;
-  bytesPerSecond?: number;
+  /** The system's transfer cap, shared by every object the activity moves. */
+  rateCap?: RateCap;
   signal: AbortSignal;
   progress: TransferProgress;
 }
@@ -86,7 +87,7 @@ export async function uploadArtifact(
     progress.bytesOut += chunk.length;
   });
   async function* body() {
-    yield* throttle(hashed, options.bytesPerSecond);
+    yield* throttle(hashed, options.rateCap);
     await Promise.all([producerDone, ...stages]);
   }
   const uploaded = await store.uploadStream(key, body(), { signal });
@@ -147,7 +148,7 @@ export function downloadArtifact(artifact: ArtifactRef, options: ArtifactOptions
 
   const verified = (async () => {
     const { body } = await store.getStream(artifact.key, signal);
-    const download = tap(throttle(body as AsyncIterable<Buffer>, options.bytesPerSecond), count);
+    const download = tap(throttle(body as AsyncIterable<Buffer>, options.rateCap), count);
     const compressed = options.dataKey ? decryptStream(download, options.dataKey) : download;
     // Every byte is read and hashed even when zstd stops early (a corrupt
     // object): only a whole read tells a corrupt object (never retried) from

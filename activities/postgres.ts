@@ -7,7 +7,7 @@ import type { PostgresAdapter } from '../src/adapters/postgres.ts';
 import { withDatabase } from '../src/adapters/postgres.ts';
 import type { Systems } from '../src/systems.ts';
 import { backupPrefix, POSTGRES_DUMP_FILE } from '../src/domain/names.ts';
-import type { PostgresComponent } from '../src/domain/manifest.ts';
+import { componentStoredBytes, type PostgresComponent, type SetEncryption } from '../src/domain/manifest.ts';
 import { withDriverContext } from './sets.ts';
 import { loadInto, postgresDriver } from './components/postgres.ts';
 import type { DriverContext } from './components/driver.ts';
@@ -29,14 +29,15 @@ export function postgresActivities(deps: PostgresDeps) {
     /** The format-1 dump step (runs started before component sets): the postgres driver, at the format-1 key. */
     async backupPostgres(input: { system: string; backupId: string }): Promise<PostgresComponent> {
       const key = backupPrefix(systems.s3Prefix(input.system), input.system, input.backupId) + POSTGRES_DUMP_FILE;
-      return withContext(input.system, 'dump', (ctx) => postgresDriver.backup(ctx, { kind: 'postgres', name: 'postgres' }, key));
+      return withContext(input.system, 'dump', (ctx) => postgresDriver.backup(ctx, { kind: 'postgres', name: 'postgres', jobs: 1, splitFromBytes: 0 }, key));
     },
 
-    /** The format-1 restore step: loads a dump into `database` (made anew) and checks it against the manifest. */
-    async restorePostgres(input: { system: string; component: PostgresComponent; database: string }) {
+    /** The database-only restore step: loads a dump into `database` (made anew) and checks it against the manifest. */
+    async restorePostgres(input: { system: string; component: PostgresComponent; database: string; encryption?: SetEncryption }) {
       const url = systems.postgresUrl(input.system);
-      await withContext(input.system, 'restore', (ctx) => loadInto(ctx, { ...input.component, name: 'postgres', encrypted: false }, url, input.database));
-      return { database: input.database, storedBytes: input.component.storedBytes };
+      const where = { system: input.system, encryption: input.encryption, step: 'restore' };
+      const counts = await withDriverContext(deps, where, (ctx) => loadInto(ctx, { ...input.component, name: 'postgres' }, url, input.database));
+      return { database: input.database, storedBytes: componentStoredBytes(input.component), tables: Object.keys(counts).length };
     },
 
     async postgresRowCounts(input: { system: string; database: string }) {

@@ -12,6 +12,33 @@ export interface TransferProgress {
   totalBytes?: number;
 }
 
+/**
+ * A share of `whole` for one of several streams moving at once (a
+ * component's parallel parts): each stream counts its own bytes, as if it
+ * were alone, and `whole` shows their sum.
+ */
+export function shareOf(whole: TransferProgress): TransferProgress {
+  let bytesIn = 0;
+  let bytesOut = 0;
+  return {
+    step: whole.step,
+    get bytesIn() {
+      return bytesIn;
+    },
+    set bytesIn(value: number) {
+      whole.bytesIn += value - bytesIn;
+      bytesIn = value;
+    },
+    get bytesOut() {
+      return bytesOut;
+    },
+    set bytesOut(value: number) {
+      whole.bytesOut += value - bytesOut;
+      bytesOut = value;
+    },
+  };
+}
+
 /** A wait on something outside (a rollout, pods, a Job): what it is waiting for, in words. */
 export interface WaitProgress {
   step: string;

@@ -11,6 +11,7 @@ import { Context } from '@temporalio/activity';
 import type { ComponentConfig } from '../src/config.ts';
 import { ENCRYPTION_ALGORITHM, generateDataKey, unwrapDataKey, wrapDataKey } from '../src/crypto.ts';
 import { InvalidInputError } from '../src/errors.ts';
+import { RateCap } from '../src/streams.ts';
 import type { Component, SetEncryption } from '../src/domain/manifest.ts';
 import { backupPrefix, ENCRYPTED_SUFFIX } from '../src/domain/names.ts';
 import type { ActivityDeps } from './index.ts';
@@ -51,11 +52,12 @@ export async function withDriverContext<T>(
   const signal = Context.current().cancellationSignal;
   try {
     const dataKey = where.encryption ? unwrapDataKey(where.encryption.wrappedKey, await systems.masterKeys(setSystem)) : undefined;
+    const bytesPerSecond = systems.transferLimit(where.system);
     const artifacts: ArtifactOptions = {
       store: systems.store(setSystem),
       dataKey,
       compressionLevel: systems.compressionLevel(where.system),
-      bytesPerSecond: systems.transferLimit(where.system),
+      rateCap: bytesPerSecond ? new RateCap(bytesPerSecond) : undefined,
       signal,
       progress,
     };

@@ -42,7 +42,7 @@ import { catalogActivities, type BackupSummary, type Verification } from '../act
 import { DEV_DIR } from '../deploy/bed/bed.ts';
 import { redact } from './secrets.ts';
 import { backupPrefix, PINNED_FILE, VERIFIED_FILE } from './domain/names.ts';
-import { storedBytesOf, type Component, type Manifest } from './domain/manifest.ts';
+import { componentRawBytes, componentStoredBytes, storedBytesOf, type Component, type Manifest } from './domain/manifest.ts';
 import { applySchedules, listSchedules, scheduleHandle, scheduleId } from './schedules.ts';
 import type {
   BackupResult,
@@ -177,7 +177,8 @@ function componentDetail(c: Component): string {
   switch (c.kind) {
     case 'postgres': {
       const rows = Object.values(c.rowCounts).reduce((a, b) => a + b, 0);
-      return `database ${c.database}, PostgreSQL ${c.serverVersion}, ${count(Object.keys(c.rowCounts).length)} tables, ${count(rows)} rows`;
+      const split = c.dataParts ? `; schema and rows in ${c.dataParts.length} parts, restored in parallel` : '';
+      return `database ${c.database}, PostgreSQL ${c.serverVersion}, ${count(Object.keys(c.rowCounts).length)} tables, ${count(rows)} rows${split}`;
     }
     case 'redis':
       return `${c.mode}, db ${c.db}, ${count(c.keys)} keys${c.rdbVersion !== undefined ? `, RDB v${c.rdbVersion}` : ''}`;
@@ -195,7 +196,7 @@ function componentDetail(c: Component): string {
 }
 
 export function describeManifest(m: Manifest, extra: { pinned?: { by?: string; reason?: string; at?: string }; verification?: Verification } = {}): string {
-  const raw = m.components.reduce((n, c) => n + c.rawBytes, 0);
+  const raw = m.components.reduce((n, c) => n + componentRawBytes(c), 0);
   const took = (Date.parse(m.completedAt) - Date.parse(m.startedAt)) / 1000;
   const head = [
     ['backup', m.backupId],
@@ -211,9 +212,12 @@ export function describeManifest(m: Manifest, extra: { pinned?: { by?: string; r
   let text = table(head);
   text += `\ncomponents (${m.components.length}):\n`;
   for (const c of m.components) {
-    text += `  ${c.name} (${c.kind})  ${formatBytes(c.storedBytes)} stored, ${formatBytes(c.rawBytes)} raw  sha256 ${c.sha256.slice(0, 12)}…${c.encrypted ? '  encrypted' : ''}\n`;
+    text += `  ${c.name} (${c.kind})  ${formatBytes(componentStoredBytes(c))} stored, ${formatBytes(componentRawBytes(c))} raw  sha256 ${c.sha256.slice(0, 12)}…${c.encrypted ? '  encrypted' : ''}\n`;
     text += `    ${componentDetail(c)}\n`;
     text += `    ${c.key}\n`;
+    for (const part of c.kind === 'postgres' ? (c.dataParts ?? []) : []) {
+      text += `    ${part.key}  rows of ${part.rest ? 'every other table' : part.tables.join(', ')}, ${formatBytes(part.storedBytes)}\n`;
+    }
     if (extra.verification?.components[c.name]) text += `    verified: ${extra.verification.components[c.name]}\n`;
   }
   return text;
@@ -435,7 +439,7 @@ export async function main(argv: string[]): Promise<number> {
         const result = (await follow(opsflow, started.workflowId)) as BackupResult;
         if (values.json) json(result);
         else if (result.dryRun) json({ backupId: result.backupId, dryRun: true, components: result.components ?? result.plan, encryptedWith: result.encryptedWith });
-        else json({ backupId: result.backupId, components: (result.manifest?.components ?? []).map(({ name, kind, rawBytes, storedBytes }) => ({ name, kind, rawBytes, storedBytes })) });
+        else json({ backupId: result.backupId, components: (result.manifest?.components ?? []).map((c) => ({ name: c.name, kind: c.kind, rawBytes: componentRawBytes(c), storedBytes: componentStoredBytes(c) })) });
         return 0;
       }
       case 'backups': {

@@ -164,8 +164,18 @@ const COMPONENT_NAME = z.string().regex(/^[a-z][a-z0-9-]{0,39}$/, 'lower-case le
 const ABSOLUTE_PATH = z.string().regex(/^\/[^\0]*$/, 'an absolute path');
 
 /** One thing a backup set holds; `name` is its name in the set (unique). */
-const componentSchema = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('postgres'), name: COMPONENT_NAME.default('postgres') }),
+export const componentConfigSchema = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('postgres'),
+    name: COMPONENT_NAME.default('postgres'),
+    /**
+     * Rows go in this many archives of one snapshot, dumped and restored in
+     * parallel (as pg_dump/pg_restore -j): the tables are shared out by size.
+     */
+    jobs: z.number().int().min(1).max(16).default(2),
+    /** A database smaller than this is one archive: splitting it saves less than it costs. */
+    splitFromBytes: z.number().int().nonnegative().default(64 * 2 ** 20),
+  }),
   z.strictObject({
     kind: z.literal('redis'),
     name: COMPONENT_NAME.default('redis'),
@@ -205,7 +215,7 @@ const masterKeySchema = z.union([
 const backupSchema = z
   .strictObject({
     /** What a set holds, backed up in this order. Default: the postgres section's database. */
-    components: z.array(componentSchema).min(1).optional(),
+    components: z.array(componentConfigSchema).min(1).optional(),
     /**
      * Client-side encryption: each set gets its own data key, wrapped by the
      * `current` master key; older keys stay listed so older sets stay readable.
@@ -324,7 +334,7 @@ export type KubernetesConfig = z.infer<typeof kubernetesSchema>;
 export type DeployConfig = z.infer<typeof deploySchema>;
 export type HttpCheckConfig = z.infer<typeof httpCheckSchema>;
 export type BackupConfig = z.infer<typeof backupSchema>;
-export type ComponentConfig = z.infer<typeof componentSchema>;
+export type ComponentConfig = z.infer<typeof componentConfigSchema>;
 export type MasterKeyRef = z.infer<typeof masterKeySchema>;
 
 /** Top-level `x-…` keys hold YAML anchors for reuse (as in Compose files); they are not config. */

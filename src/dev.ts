@@ -16,7 +16,7 @@ import { OpsflowClient } from './client.ts';
 import { temporalTarget } from './temporal.ts';
 import { followRun, formatBytes } from './progress.ts';
 import { PostgresAdapter, withDatabase } from './adapters/postgres.ts';
-import { storedBytesOf } from './domain/manifest.ts';
+import { componentStoredBytes, storedBytesOf } from './domain/manifest.ts';
 
 export async function runDev(options: { once: boolean }): Promise<number> {
   mkdirSync(DEV_DIR, { recursive: true });
@@ -50,7 +50,7 @@ export async function runDev(options: { once: boolean }): Promise<number> {
     process.stderr.write(`first backup: ${backup.workflowId}\n`);
     await followRun(backup.handle);
     const { backupId, manifest } = await backup.result();
-    const parts = manifest ? manifest.components.map((c) => `${c.name} ${formatBytes(c.storedBytes)}`).join(', ') : '';
+    const parts = manifest ? manifest.components.map((c) => `${c.name} ${formatBytes(componentStoredBytes(c))}`).join(', ') : '';
     process.stderr.write(`backup ${backupId} done: ${formatBytes(manifest ? storedBytesOf(manifest) : 0)} stored (${parts})\n`);
 
     if (options.once) {

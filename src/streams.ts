@@ -20,19 +20,33 @@ const realClock: Clock = { now: () => Date.now(), sleep: (ms) => sleep(ms) };
 const THROTTLE_BURST_MS = 1000;
 
 /**
- * Caps a stream's rate, so a backup does not saturate the link or the
- * database during business hours. `bytesPerSecond` undefined = no cap. A
- * source that pauses (Redis preparing its snapshot, a slow disk) does not
- * earn the time back: after a pause the stream goes on at the cap.
+ * A transfer cap, so a backup does not saturate the link or the database
+ * during business hours. One cap may be shared by several streams (a
+ * component's parallel parts): together they stay under it. A source that
+ * pauses (Redis preparing its snapshot, a slow disk) does not earn the time
+ * back: after a pause the streams go on at the cap.
  */
-export async function* throttle(source: AsyncIterable<Buffer>, bytesPerSecond: number | undefined, clock: Clock = realClock): AsyncGenerator<Buffer> {
-  if (!bytesPerSecond) return yield* source;
-  /** When the bytes sent so far were due, at the cap. */
-  let due = clock.now();
+export class RateCap {
+  /** When the bytes passed so far were due, at the cap. */
+  private due: number;
+
+  constructor(private readonly bytesPerSecond: number, private readonly clock: Clock = realClock) {
+    this.due = clock.now();
+  }
+
+  /** Resolves when `bytes` more may go. */
+  async pass(bytes: number): Promise<void> {
+    this.due = Math.max(this.due, this.clock.now() - THROTTLE_BURST_MS) + (bytes / this.bytesPerSecond) * 1000;
+    const wait = this.due - this.clock.now();
+    if (wait > 0) await this.clock.sleep(wait);
+  }
+}
+
+/** `source` held to `cap`; undefined = no cap. */
+export async function* throttle(source: AsyncIterable<Buffer>, cap: RateCap | undefined): AsyncGenerator<Buffer> {
+  if (!cap) return yield* source;
   for await (const chunk of source) {
-    due = Math.max(due, clock.now() - THROTTLE_BURST_MS) + (chunk.length / bytesPerSecond) * 1000;
-    const wait = due - clock.now();
-    if (wait > 0) await clock.sleep(wait);
+    await cap.pass(chunk.length);
     yield chunk;
   }
 }

@@ -3,7 +3,7 @@
  * (secret, resolved only in the worker) and its S3 object store. The one place
  * where config meets adapters.
  */
-import { getSystem, requireKubernetes, requirePostgres, resolveSetting, type ComponentConfig, type Config, type KubernetesConfig } from './config.ts';
+import { componentConfigSchema, getSystem, requireKubernetes, requirePostgres, resolveSetting, type ComponentConfig, type Config, type KubernetesConfig } from './config.ts';
 import { rememberSecret, resolveSecret } from './secrets.ts';
 import { parseMasterKey } from './crypto.ts';
 import { NotFoundError } from './errors.ts';
@@ -96,7 +96,7 @@ export class Systems {
   components(system: string): ComponentConfig[] {
     const config = this.get(system);
     if (config.backup.components) return config.backup.components;
-    return config.postgres ? [{ kind: 'postgres', name: 'postgres' }] : [];
+    return config.postgres ? [componentConfigSchema.parse({ kind: 'postgres' })] : [];
   }
 
   component(system: string, name: string): ComponentConfig {

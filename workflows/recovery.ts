@@ -7,7 +7,7 @@
  * removes every staged one: never a half-restored target.
  */
 import { ApplicationFailure, patched } from '@temporalio/workflow';
-import type { Component, Manifest } from '../src/domain/manifest.ts';
+import { componentRawBytes, componentStoredBytes, type Component, type Manifest } from '../src/domain/manifest.ts';
 import { activities, change, quick, transfer, watched } from './activityOptions.ts';
 import type { Compensation, RunTracker } from './run.ts';
 import type { SetRestorePlan } from './shared.ts';
@@ -44,8 +44,8 @@ export async function planSetRestore(run: RunTracker, input: { system: string; f
     backupCompletedAt: manifest.completedAt,
     from: setSystem,
     target: input.system,
-    storedBytes: components.reduce((n, c) => n + c.storedBytes, 0),
-    components: components.map((c) => ({ name: c.name, kind: c.kind, storedBytes: c.storedBytes, rawBytes: c.rawBytes, inPod: inPod(c) })),
+    storedBytes: components.reduce((n, c) => n + componentStoredBytes(c), 0),
+    components: components.map((c) => ({ name: c.name, kind: c.kind, storedBytes: componentStoredBytes(c), rawBytes: componentRawBytes(c), inPod: inPod(c) })),
     rpoSeconds: Math.round((Date.now() - Date.parse(manifest.completedAt)) / 1000),
   };
   return { manifest, components, plan };

@@ -7,13 +7,13 @@
  *   2. plan              check the names involved; report sizes and mode
  *   3. approval          wait for `approve` (swap mode only, unless pre-approved)
  *   4. restore-database  S3 → verify SHA-256 → zstd -d → pg_restore into a
- *                        recovery database named from this run
- *   5. verify-row-counts every table's count equals the manifest's
- *   6. swap-in           live → <live>_old, recovery → live (connections to the
+ *                        recovery database named from this run; every
+ *                        table's count must equal the manifest's
+ *   5. swap-in           live → <live>_old, recovery → live (connections to the
  *                        live database ended first); or, with `into`,
  *                        recovery → <into>
  *
- * The live database is untouched until step 6. Any failure or cancellation
+ * The live database is untouched until step 5. Any failure or cancellation
  * before it drops the recovery database; a failure inside it puts the live
  * database back under its own name. Workflow ID `restore/<system>/<target>`
  * makes a second restore of the same target fail at once.
@@ -21,7 +21,7 @@
 import { ApplicationFailure, patched } from '@temporalio/workflow';
 import type { z } from 'zod';
 import { recoveryDatabaseName, retiredDatabaseName } from '../src/domain/names.ts';
-import { compareRowCounts, findComponent, manifestSchema, type PostgresComponent } from '../src/domain/manifest.ts';
+import { compareRowCounts, componentRawBytes, componentStoredBytes, findComponent, manifestSchema, type PostgresComponent } from '../src/domain/manifest.ts';
 import { activities, change, quick, transfer } from './activityOptions.ts';
 import { compensate, failRun, parseInput, RunTracker, runIdentity, type Compensation } from './run.ts';
 import { awaitApproval } from './approval.ts';
@@ -103,8 +103,8 @@ async function postgresRestore(input: z.output<typeof restoreInputSchema>): Prom
       const p: RestorePlan = {
         backupId: manifest.backupId,
         backupCompletedAt: manifest.completedAt,
-        storedBytes: component.storedBytes,
-        rawBytes: component.rawBytes,
+        storedBytes: componentStoredBytes(component),
+        rawBytes: componentRawBytes(component),
         tables: counts.length,
         rows: counts.reduce((a, b) => a + b, 0),
         mode: input.into ? 'into' : 'swap',
@@ -123,9 +123,14 @@ async function postgresRestore(input: z.output<typeof restoreInputSchema>): Prom
     const approvedBy = plan.mode === 'into' ? skipApproval(run) : await awaitApproval(run, plan, input);
 
     compensations.unshift({ name: 'drop-recovery-database', undo: () => dropDatabase({ system, database: plan.recovery }) });
-    await run.step('restore-database', () => restorePostgres({ system, component, database: plan.recovery }), (r) => `${r.storedBytes} bytes verified and loaded into ${r.database}`);
+    const loaded = await run.step(
+      'restore-database',
+      () => restorePostgres({ system, component, database: plan.recovery, encryption: 'encryption' in manifest ? manifest.encryption : undefined }),
+      (r) => `${r.storedBytes} bytes verified and loaded into ${r.database}${r.tables === undefined ? '' : `; ${r.tables} tables match the manifest`}`,
+    );
 
-    const verified = await run.step('verify-row-counts', async () => {
+    // The restore step checks every table's count against the manifest; runs from before it did count again here.
+    const verified = patched('row-counts-in-restore') ? loaded.tables : await run.step('verify-row-counts', async () => {
       const actual = await postgresRowCounts({ system, database: plan.recovery });
       const mismatches = compareRowCounts(component.rowCounts, actual);
       if (mismatches.length > 0) {

@@ -2,14 +2,24 @@
  * PostgreSQL: pg_dump (custom format) of one snapshot, with exact row counts
  * from the same snapshot; restored with pg_restore into a recovery database,
  * counted, then swapped in by renaming (003's recovery-and-rename).
+ *
+ * A database of `splitFromBytes` or more is split (format
+ * `pg_dump-custom-split`): one archive of its schema, and `jobs` archives of
+ * its rows, the tables shared out by size, all dumped at once from the same
+ * snapshot. A restore loads the schema's pre-data section, then the data
+ * parts in parallel, then the post-data section (indexes, constraints,
+ * triggers): what pg_restore -j does, which needs a seekable file, done
+ * over streams.
  */
 import type { Readable } from 'node:stream';
-import { databaseOf, withDatabase } from '../../src/adapters/postgres.ts';
+import { databaseOf, withDatabase, type DumpSection } from '../../src/adapters/postgres.ts';
 import { ConflictError, IntegrityError, NotFoundError } from '../../src/errors.ts';
 import { compareRowCounts, describeRowCountMismatches } from '../../src/domain/manifest.ts';
 import { recoveryDatabaseName, retiredDatabaseName, scratchDatabaseName } from '../../src/domain/names.ts';
-import { consumeDownload, downloadArtifact, uploadArtifact } from '../artifacts.ts';
-import { describeCounts, type ComponentOf, type Driver, type DriverContext } from './driver.ts';
+import { splitTables } from '../../src/domain/split.ts';
+import { consumeDownload, downloadArtifact, uploadArtifact, type ArtifactOptions, type ArtifactRef } from '../artifacts.ts';
+import { shareOf } from '../progress.ts';
+import { describeCounts, type ComponentOf, type ConfigOf, type Driver, type DriverContext } from './driver.ts';
 
 type PostgresComponent = ComponentOf<'postgres'>;
 
@@ -20,15 +30,99 @@ function namesFor(ctx: DriverContext, tag: string) {
   return { url, live, recovery: recoveryDatabaseName(live, tag), retired: retiredDatabaseName(live, tag) };
 }
 
+/** `…/postgres.dump.zst.enc` → `…/postgres.data-2.dump.zst.enc`: a data part's object, beside the schema's. */
+function dataPartKey(key: string, n: number): string {
+  const at = key.lastIndexOf('.dump.zst');
+  return `${key.slice(0, at)}.data-${n}${key.slice(at)}`;
+}
+
+/**
+ * Runs transfers side by side, each with the artifact options it should use
+ * (its own share of the progress, a signal of its own). The first to fail
+ * stops the others, so no pg_dump or pg_restore is left running; then it is
+ * thrown, or an IntegrityError if any found one (a corrupt object says more
+ * than the cancellations it caused).
+ */
+async function allOrNone<T>(ctx: DriverContext, tasks: ((options: ArtifactOptions) => Promise<T>)[]): Promise<T[]> {
+  const stop = new AbortController();
+  const signal = AbortSignal.any([ctx.signal, stop.signal]);
+  const results = await Promise.allSettled(
+    tasks.map((task) => task({ ...ctx.artifacts, signal, progress: shareOf(ctx.artifacts.progress) }).catch((err: unknown) => {
+      stop.abort();
+      throw err;
+    })),
+  );
+  const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  if (failures.length > 0) throw failures.find((e) => e instanceof IntegrityError) ?? failures[0];
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
+
+/** The whole database into `key` (one archive), or split into a schema and data parts beside it. */
+async function dump(ctx: DriverContext, config: ConfigOf<'postgres'>, key: string) {
+  const { systems, postgres, system } = ctx;
+  const url = systems.postgresUrl(system);
+  const { client, snapshot } = await postgres.openSnapshot(url);
+  try {
+    const facts = await client.query<{ version: string; size: string }>(`SELECT current_setting('server_version') AS version, pg_database_size(current_database())::text AS size`);
+    const { version: serverVersion, size } = facts.rows[0]!;
+    const extraArgs = systems.postgresDumpArgs(system);
+    // The user's own pg_dump flags may select tables; the split would not know which, so it is left to them.
+    const split = config.jobs > 1 && extraArgs.length === 0 && Number(size) >= config.splitFromBytes;
+    const parts = split ? splitTables(await postgres.tableSizes(client), config.jobs) : [];
+    const rowCounts = postgres.rowCounts(client);
+    rowCounts.catch(() => undefined); // awaited below; if an upload fails first, not at all
+
+    const upload = (objectKey: string, sections: Omit<Parameters<typeof postgres.startDump>[1], 'snapshot' | 'signal'>) => (options: ArtifactOptions) => {
+      const dump = postgres.startDump(url, { ...sections, snapshot, signal: options.signal });
+      return uploadArtifact(objectKey, dump.stdout, dump.done, options);
+    };
+    if (!split) {
+      const stored = await upload(key, { extraArgs })(ctx.artifacts);
+      return { stored, serverVersion, rowCounts: await rowCounts };
+    }
+    const others = parts.slice(0, -1).flat();
+    const [stored, ...dataParts] = await allOrNone(ctx, [
+      upload(key, { sections: ['pre-data', 'post-data'] }),
+      ...parts.map((tables, i) => upload(dataPartKey(key, i + 1), { sections: ['data'], ...(i === parts.length - 1 ? { withoutRowsOf: others } : { tables }) })),
+    ]);
+    const described = dataParts.map(({ key, compression, encrypted, rawBytes, storedBytes, sha256 }, i) => ({
+      key, compression, encrypted, rawBytes, storedBytes, sha256,
+      tables: parts[i]!.map((t) => `${t.schema}.${t.name}`),
+      rest: i === parts.length - 1,
+    }));
+    return { stored: stored!, serverVersion, rowCounts: await rowCounts, dataParts: described };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 /** pg_restore of the component into `database` (made anew, so a retry starts clean), then its row counts checked. */
 export async function loadInto(ctx: DriverContext, component: PostgresComponent, url: string, database: string): Promise<Record<string, number>> {
   const { postgres } = ctx;
   await postgres.dropDatabase(url, database);
   await postgres.createDatabase(url, database);
+  const target = withDatabase(url, database);
   // zstd writes straight into pg_restore: the decompressed archive never passes through the worker.
-  const download = downloadArtifact(component, ctx.artifacts, { toProcess: true });
-  await consumeDownload(download, (stream: Readable) => postgres.startRestore(withDatabase(url, database), stream, { signal: ctx.signal, fromProcess: true }).done);
-  const actual = await postgres.rowCountsOf(withDatabase(url, database));
+  const load = (object: ArtifactRef, section?: DumpSection) => (options: ArtifactOptions) =>
+    consumeDownload(downloadArtifact(object, options, { toProcess: true }), (stream: Readable) =>
+      postgres.startRestore(target, stream, { section, signal: options.signal, fromProcess: true }).done);
+  let actual: Record<string, number>;
+  if (!component.dataParts) {
+    await load(component)(ctx.artifacts);
+    actual = await postgres.rowCountsOf(target);
+  } else {
+    // The schema object is small: read once for each of its two sections.
+    await load(component, 'pre-data')({ ...ctx.artifacts, progress: shareOf(ctx.artifacts.progress) });
+    await allOrNone(ctx, component.dataParts.map((part) => load(part)));
+    // Every row is in: count them while the indexes are built (post-data adds no rows).
+    const [indexed, counted] = await Promise.allSettled([
+      load(component, 'post-data')({ ...ctx.artifacts, progress: shareOf(ctx.artifacts.progress) }),
+      postgres.rowCountsOf(target),
+    ]);
+    if (indexed.status === 'rejected') throw indexed.reason;
+    if (counted.status === 'rejected') throw counted.reason;
+    actual = counted.value;
+  }
   const mismatches = compareRowCounts(component.rowCounts, actual);
   if (mismatches.length > 0) throw new IntegrityError(describeRowCountMismatches(mismatches));
   return actual;
@@ -43,30 +137,19 @@ export const postgresDriver: Driver<'postgres'> = {
   },
 
   async backup(ctx, config, key) {
-    const { systems, postgres, system } = ctx;
-    const url = systems.postgresUrl(system);
     const startedAt = new Date().toISOString();
-    const { client, snapshot } = await postgres.openSnapshot(url);
-    try {
-      const serverVersion = (await client.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v;
-      const dump = postgres.startDump(url, { snapshot, extraArgs: systems.postgresDumpArgs(system), signal: ctx.signal });
-      const rowCounts = postgres.rowCounts(client);
-      rowCounts.catch(() => undefined); // awaited below; if the upload fails first, not at all
-      const stored = await uploadArtifact(key, dump.stdout, dump.done, ctx.artifacts);
-      return {
-        ...stored,
-        kind: 'postgres',
-        name: config.name,
-        database: databaseOf(url),
-        serverVersion,
-        format: 'pg_dump-custom',
-        rowCounts: await rowCounts,
-        startedAt,
-        completedAt: new Date().toISOString(),
-      };
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+    const { stored, serverVersion, rowCounts, dataParts } = await dump(ctx, config, key);
+    return {
+      ...stored,
+      kind: 'postgres',
+      name: config.name,
+      database: databaseOf(ctx.systems.postgresUrl(ctx.system)),
+      serverVersion,
+      ...(dataParts ? { format: 'pg_dump-custom-split', dataParts } : { format: 'pg_dump-custom' }),
+      rowCounts,
+      startedAt,
+      completedAt: new Date().toISOString(),
+    };
   },
 
   async stage(ctx, component, _config, tag) {

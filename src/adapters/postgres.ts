@@ -71,6 +71,19 @@ function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
+/** pg_dump's sections: the schema before the rows, the rows, and what is built after them (indexes, constraints, triggers). */
+export type DumpSection = 'pre-data' | 'data' | 'post-data';
+
+export interface TableRef {
+  schema: string;
+  name: string;
+}
+
+/** A pg_dump pattern matching exactly this table: each name in double quotes, where pattern characters are literal. */
+function exactTablePattern(table: TableRef): string {
+  return `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`;
+}
+
 export class PostgresAdapter {
   constructor(private readonly tools: PostgresTools = {}) {}
 
@@ -154,10 +167,33 @@ export class PostgresAdapter {
     }
   }
 
-  /** pg_dump in custom format, uncompressed (compression happens downstream). */
-  startDump(url: string, options: { snapshot?: string; extraArgs?: string[]; signal?: AbortSignal }): Tool & { stdout: Readable } {
+  /** Every ordinary table with its size on disk, largest first: how a split backup shares them out. */
+  async tableSizes(client: pg.Client): Promise<(TableRef & { bytes: number })[]> {
+    const r = await client.query<{ schema: string; name: string; bytes: string }>(
+      `SELECT n.nspname AS schema, c.relname AS name, pg_table_size(c.oid)::text AS bytes
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+        ORDER BY 3::bigint DESC, 1, 2`,
+    );
+    return r.rows.map((t) => ({ schema: t.schema, name: t.name, bytes: Number(t.bytes) }));
+  }
+
+  /**
+   * pg_dump in custom format, uncompressed (compression happens downstream).
+   * `sections` limits it to pg_dump's sections, `tables` to these tables, and
+   * `withoutRowsOf` leaves those tables' rows out: how a split backup dumps
+   * its schema and its data parts.
+   */
+  startDump(
+    url: string,
+    options: { snapshot?: string; extraArgs?: string[]; sections?: DumpSection[]; tables?: TableRef[]; withoutRowsOf?: TableRef[]; signal?: AbortSignal },
+  ): Tool & { stdout: Readable } {
     const args = ['--format=custom', '--compress=0', '--no-password'];
     if (options.snapshot) args.push(`--snapshot=${options.snapshot}`);
+    for (const section of options.sections ?? []) args.push(`--section=${section}`);
+    for (const table of options.tables ?? []) args.push(`--table=${exactTablePattern(table)}`);
+    for (const table of options.withoutRowsOf ?? []) args.push(`--exclude-table-data=${exactTablePattern(table)}`);
     args.push(...(options.extraArgs ?? []));
     const tool = startTool(this.bin('pg_dump'), args, {
       env: libpqEnv(url),
@@ -174,8 +210,9 @@ export class PostgresAdapter {
    * over as pg_restore's stdin, so the archive never passes through Node;
    * otherwise it is piped, and may be any stream.
    */
-  startRestore(url: string, input: Readable, options: { signal?: AbortSignal; fromProcess?: boolean }): Tool {
+  startRestore(url: string, input: Readable, options: { section?: DumpSection; signal?: AbortSignal; fromProcess?: boolean }): Tool {
     const args = ['--exit-on-error', '--no-password', `--dbname=${databaseOf(url)}`];
+    if (options.section) args.push(`--section=${options.section}`);
     const tool = startTool(this.bin('pg_restore'), args, {
       env: libpqEnv(url),
       stdio: [options.fromProcess ? input : 'pipe', 'ignore', 'pipe'],

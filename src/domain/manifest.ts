@@ -27,16 +27,38 @@ const storedObject = {
   completedAt: z.string(),
 };
 
-export const postgresComponentSchema = z.object({
-  ...storedObject,
-  kind: z.literal('postgres'),
-  name: z.string().default('postgres'),
-  database: z.string(),
-  serverVersion: z.string(),
-  format: z.literal('pg_dump-custom'),
-  /** Exact row counts per `schema.table`, taken in the dump's own snapshot. */
-  rowCounts: z.record(z.string(), z.number().int().nonnegative()),
+/** One of the objects a split PostgreSQL backup keeps its rows in. */
+export const postgresDataPartSchema = z.object({
+  key: z.string(),
+  compression: z.literal('zstd'),
+  encrypted: z.boolean(),
+  rawBytes: z.number().int().nonnegative(),
+  storedBytes: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** The tables (`schema.table`) whose rows it holds; `rest`: also every other table's, the sequences' positions and large objects. */
+  tables: z.array(z.string()),
+  rest: z.boolean(),
 });
+
+export const postgresComponentSchema = z
+  .object({
+    ...storedObject,
+    kind: z.literal('postgres'),
+    name: z.string().default('postgres'),
+    database: z.string(),
+    serverVersion: z.string(),
+    /**
+     * `pg_dump-custom`: the object is the whole database, one pg_dump archive.
+     * `pg_dump-custom-split`: the object holds the schema (pg_dump's pre- and
+     * post-data sections) and `dataParts` the rows, archives of the same
+     * snapshot, so a restore loads them in parallel (as pg_restore -j does).
+     */
+    format: z.enum(['pg_dump-custom', 'pg_dump-custom-split']),
+    dataParts: z.array(postgresDataPartSchema).optional(),
+    /** Exact row counts per `schema.table`, taken in the dump's own snapshot. */
+    rowCounts: z.record(z.string(), z.number().int().nonnegative()),
+  })
+  .refine((c) => (c.format === 'pg_dump-custom-split') === (c.dataParts !== undefined), { message: 'dataParts go with format pg_dump-custom-split, and only with it', path: ['dataParts'] });
 
 export const redisComponentSchema = z.object({
   ...storedObject,
@@ -144,8 +166,23 @@ export function findComponent(manifest: Manifest, name: string): Component | und
   return manifest.components.find((c) => c.name === name);
 }
 
+/** Every object a component is stored in: its own, and a split PostgreSQL backup's data parts. */
+export function objectsOf(component: Component): { key: string; sha256: string; storedBytes: number; rawBytes: number }[] {
+  return [component, ...(component.kind === 'postgres' ? (component.dataParts ?? []) : [])];
+}
+
+/** Bytes a component takes in S3, all its objects. */
+export function componentStoredBytes(component: Component): number {
+  return objectsOf(component).reduce((n, o) => n + o.storedBytes, 0);
+}
+
+/** Bytes its source produced, all its objects. */
+export function componentRawBytes(component: Component): number {
+  return objectsOf(component).reduce((n, o) => n + o.rawBytes, 0);
+}
+
 export function storedBytesOf(manifest: Manifest): number {
-  return manifest.components.reduce((n, c) => n + c.storedBytes, 0);
+  return manifest.components.reduce((n, c) => n + componentStoredBytes(c), 0);
 }
 
 export interface RowCountMismatch {

@@ -19,7 +19,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { libpqEnv } from '../../src/adapters/postgres.ts';
 import { testSetup, pgUrl } from '../support/bed.ts';
 import { createBenchDatabase, dropBenchDatabase } from './data.ts';
-import { findComponent, type PostgresComponent } from '../../src/domain/manifest.ts';
+import { componentRawBytes, componentStoredBytes, findComponent, type PostgresComponent } from '../../src/domain/manifest.ts';
 import {
   BENCH_OPTIONS, MiB, benchSettings, checkTable, cpuSummary, cpuText, formatTable, log, median, mib, peaksText, runBench, startBenchWorker, statusKiB, timeShell, timeWorkflow,
   type BenchContext, type BenchWorker, type Timed,
@@ -72,8 +72,8 @@ async function runOpsflow(w: BenchWorker, system: string): Promise<Measurement &
   return {
     ...t,
     method: 'opsflow',
-    dumpBytes: pgc.rawBytes,
-    outputBytes: pgc.storedBytes,
+    dumpBytes: componentRawBytes(pgc),
+    outputBytes: componentStoredBytes(pgc),
     activitySeconds: (Date.parse(pgc.completedAt) - Date.parse(pgc.startedAt)) / 1000,
   };
 }

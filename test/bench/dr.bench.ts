@@ -33,6 +33,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { libpqEnv } from '../../src/adapters/postgres.ts';
+import { storedBytesOf } from '../../src/domain/manifest.ts';
 import type { SetRestoreResult } from '../../workflows/shared.ts';
 import { testSetup, pgUrl } from '../support/bed.ts';
 import { createBenchDatabase, dropBenchDatabase } from './data.ts';
@@ -212,7 +213,7 @@ async function benchSize(ctx: BenchContext, size: number): Promise<SizeResult> {
     const backupStarted = performance.now();
     const backup = await (await w.opsflow.startBackup({ system })).result();
     const opsflowBackupSeconds = (performance.now() - backupStarted) / 1000;
-    const opsflowStoredBytes = backup.manifest!.components.reduce((a, c) => a + c.storedBytes, 0);
+    const opsflowStoredBytes = storedBytesOf(backup.manifest!);
     log(`${label}: opsflow set ${backup.backupId} in ${opsflowBackupSeconds.toFixed(1)} s, ${mib(opsflowStoredBytes)} MiB stored`);
     const plainDir = join(work, 'plain');
     const restoreDir = join(work, 'restore-download');

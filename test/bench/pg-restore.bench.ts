@@ -19,7 +19,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { libpqEnv } from '../../src/adapters/postgres.ts';
-import { findComponent, type PostgresComponent } from '../../src/domain/manifest.ts';
+import { componentStoredBytes, findComponent, type PostgresComponent } from '../../src/domain/manifest.ts';
 import { testSetup, pgUrl } from '../support/bed.ts';
 import { createBenchDatabase, dropBenchDatabase } from './data.ts';
 import {
@@ -60,7 +60,7 @@ async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResu
     const dumpFileBytes = statSync(dumpFile).size;
     const backup = await (await w.opsflow.startBackup({ system })).result();
     const pgc = findComponent(backup.manifest!, 'postgres') as PostgresComponent;
-    log(`${targetMiB} MiB: pg_dump -Fc file ${mib(dumpFileBytes)} MiB in ${dumped.seconds.toFixed(1)} s; opsflow set ${backup.backupId}, ${mib(pgc.storedBytes)} MiB stored`);
+    log(`${targetMiB} MiB: pg_dump -Fc file ${mib(dumpFileBytes)} MiB in ${dumped.seconds.toFixed(1)} s; opsflow set ${backup.backupId}, ${mib(componentStoredBytes(pgc))} MiB stored${pgc.dataParts ? ` (schema and ${pgc.dataParts.length} data parts)` : ""}`);
 
     const drop = () => dropBenchDatabase(admin, restored);
     const runs: Record<Method, Measured[]> = { 'pg_restore -j 2': [], 'pg_restore -j 1': [], opsflow: [] };
@@ -76,7 +76,7 @@ async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResu
     }
     await drop();
     const results = Object.fromEntries(METHODS.map((method) => [method, median(runs[method])])) as Record<Method, Measured>;
-    return { targetMiB, databaseBytes: load.databaseBytes, dumpFileBytes, storedBytes: pgc.storedBytes, results };
+    return { targetMiB, databaseBytes: load.databaseBytes, dumpFileBytes, storedBytes: componentStoredBytes(pgc), results };
   } finally {
     await w.close();
     await dropBenchDatabase(admin, db).catch(() => undefined);
@@ -93,7 +93,7 @@ function report(results: SizeResult[]): { text: string; pass: boolean } {
     opsflow: 'opsflow restore --into NEW (worker)',
   };
   for (const r of results) {
-    out.push('', `== ${r.targetMiB} MiB target: pg_database_size ${mib(r.databaseBytes)} MiB; pg_dump -Fc file ${mib(r.dumpFileBytes)} MiB; opsflow object ${mib(r.storedBytes)} MiB`);
+    out.push('', `== ${r.targetMiB} MiB target: pg_database_size ${mib(r.databaseBytes)} MiB; pg_dump -Fc file ${mib(r.dumpFileBytes)} MiB; opsflow objects ${mib(r.storedBytes)} MiB`);
     const rows = [['method', 'wall s', 'DB MiB/s', 'peak RSS MiB']];
     for (const method of METHODS) {
       const m = r.results[method];

@@ -30,7 +30,7 @@ import { bedEnv, bedStore, client, eventually, pgUrl, startWorker, testSetup, ty
 import { createSampleDatabase, dropDatabase, sql } from '../support/data.ts';
 import { assertSameSet, fillFiles, fillRedis, redisUrl, setFingerprint, sqlite, type SetFingerprint } from '../support/sets.ts';
 import type { OpsflowClient } from '../../src/client.ts';
-import type { Manifest } from '../../src/domain/manifest.ts';
+import { componentStoredBytes, objectsOf, type Manifest, type PostgresComponent } from '../../src/domain/manifest.ts';
 import { heartbeatsOf } from '../../src/progress.ts';
 import { backupIdFor, backupPrefix, recoveryDatabaseName, retiredDatabaseName } from '../../src/domain/names.ts';
 
@@ -47,12 +47,16 @@ const places = { database: DB, redisDb: LIVE_DB, filesDir: dataDir, sqliteFile }
 /** Each component is ~4 MB stored (incompressible data): at 1 MB/s, seconds of transfer to land a kill in. */
 const BULK = { count: 1000, bytes: 4000 };
 
-/** Component names in set order, and their object names in the set's folder. */
+/**
+ * Component names in set order, their object names in the set's folder, and
+ * the object that holds the bulk. The database is split: a schema object and
+ * 2 data parts, the first of them app.blobs' rows (the largest table).
+ */
 const COMPONENTS = [
-  { name: 'postgres', file: 'postgres.dump.zst.enc' },
-  { name: 'cache', file: 'cache.rdb.zst.enc' },
-  { name: 'data', file: 'data.tar.zst.enc' },
-  { name: 'hive', file: 'hive.sqlite.zst.enc' },
+  { name: 'postgres', file: 'postgres.dump.zst.enc', bulk: 'postgres.data-1.dump.zst.enc' },
+  { name: 'cache', file: 'cache.rdb.zst.enc', bulk: 'cache.rdb.zst.enc' },
+  { name: 'data', file: 'data.tar.zst.enc', bulk: 'data.tar.zst.enc' },
+  { name: 'hive', file: 'hive.sqlite.zst.enc', bulk: 'hive.sqlite.zst.enc' },
 ] as const;
 
 const setup = testSetup('setscrash', { [SYSTEM]: DB }, {
@@ -61,7 +65,7 @@ const setup = testSetup('setscrash', { [SYSTEM]: DB }, {
     limits: { transferMBps: 1 },
     backup: {
       components: [
-        { kind: 'postgres' },
+        { kind: 'postgres', splitFromBytes: 0 },
         { kind: 'redis', name: 'cache', mode: 'snapshot', stagingDb: STAGING_DB },
         { kind: 'files', name: 'data', path: dataDir },
         { kind: 'sqlite', name: 'hive', path: sqliteFile },
@@ -249,10 +253,10 @@ describe('worker killed mid-backup and mid-restore of a set, every component kin
     const { startTime } = await run.handle.describe();
     const folder = backupPrefix(setup.prefix, SYSTEM, backupIdFor(startTime, run.workflowId));
     const killedAfter: Record<string, number> = {};
-    for (const [i, { name, file }] of COMPONENTS.entries()) {
+    for (const [i, { name, bulk }] of COMPONENTS.entries()) {
       const last = i === COMPONENTS.length - 1;
       const moved = await killDuring(t, run.workflowId, [`backup ${name}`], 100_000, last ? 'fast' : 'capped', async () => {
-        assert.equal((await bedStore().incompleteUploads(folder + file)).length, 1, `the upload of ${name} is in flight`);
+        assert.equal((await bedStore().incompleteUploads(folder + bulk)).length, 1, `the upload of ${name} is in flight`);
       });
       killedAfter[name] = moved[`backup ${name}`]!;
     }
@@ -263,11 +267,15 @@ describe('worker killed mid-backup and mid-restore of a set, every component kin
     assert.equal(manifest.encryption?.wrappedKey.keyId, 'k1');
     const keys = COMPONENTS.map((c) => folder + c.file);
     assert.deepEqual(manifest.components.map((c) => c.key), keys);
-    assert.deepEqual(await listKeys(`${setup.prefix}/`), [...keys, `${folder}manifest.json`].sort(), 'one set: its objects and one manifest, nothing else');
+    const pgParts = (manifest.components[0] as PostgresComponent).dataParts ?? [];
+    assert.deepEqual(pgParts.map((p) => p.key), [1, 2].map((n) => `${folder}postgres.data-${n}.dump.zst.enc`), 'the database in a schema object and 2 data parts');
+    assert.deepEqual(pgParts[0]!.tables, ['app.blobs']);
+    const objects = manifest.components.flatMap((c) => objectsOf(c));
+    assert.deepEqual(await listKeys(`${setup.prefix}/`), [...objects.map((o) => o.key), `${folder}manifest.json`].sort(), 'one set: its objects and one manifest, nothing else');
+    assert.deepEqual(await bedStore().incompleteUploads(folder), [], 'no incomplete upload');
+    for (const o of objects) assert.deepEqual(await objectDigest(o.key), { sha256: o.sha256, bytes: o.storedBytes }, `${o.key} as stored is what the manifest says`);
     for (const c of manifest.components) {
-      assert.deepEqual(await bedStore().incompleteUploads(c.key), [], `no incomplete upload of ${c.name}`);
-      assert.deepEqual(await objectDigest(c.key), { sha256: c.sha256, bytes: c.storedBytes }, `${c.name} as stored is what the manifest says`);
-      assert.ok(killedAfter[c.name]! < c.storedBytes, `${c.name}: the kill came mid-transfer (${killedAfter[c.name]} of ${c.storedBytes} bytes)`);
+      assert.ok(killedAfter[c.name]! < componentStoredBytes(c), `${c.name}: the kill came mid-transfer (${killedAfter[c.name]} of ${componentStoredBytes(c)} bytes)`);
     }
     assert.deepEqual(await lastAttempts(run.workflowId, 'backupComponent'), { postgres: 2, cache: 2, data: 2, hive: 2 }, 'each component backed up again by a new worker, once');
 
@@ -300,7 +308,7 @@ describe('worker killed mid-backup and mid-restore of a set, every component kin
       // The components stage at once: one kill lands in all four downloads.
       const moved = await killDuring(t, run.workflowId, COMPONENTS.map(({ name }) => `stage ${name}`), 100_000, 'fast');
       for (const { name } of COMPONENTS) {
-        const { storedBytes } = manifest.components.find((c) => c.name === name)!;
+        const storedBytes = componentStoredBytes(manifest.components.find((c) => c.name === name)!);
         assert.ok(moved[`stage ${name}`]! < storedBytes, `${name}: the kill came mid-download (${moved[`stage ${name}`]} of ${storedBytes} bytes)`);
       }
       await eventually('the database swap waiting on the lock', async () => {
@@ -338,7 +346,7 @@ describe('worker killed mid-backup and mid-restore of a set, every component kin
     const folder = manifest.components[0]!.key.slice(0, manifest.components[0]!.key.lastIndexOf('/') + 1);
     assert.deepEqual(
       await listKeys(`${setup.prefix}/`),
-      [...manifest.components.map((c) => c.key), `${folder}manifest.json`, `${folder}verified.json`].sort(),
+      [...manifest.components.flatMap((c) => objectsOf(c).map((o) => o.key)), `${folder}manifest.json`, `${folder}verified.json`].sort(),
       'no restore scratch objects in S3',
     );
     // Killed workers leave scratch directories (and a scratch redis-server on one); each new worker removed them as it started.

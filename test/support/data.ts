@@ -57,6 +57,14 @@ export function postgresOn(serverUrl: () => string) {
       CREATE TABLE audit.events (id bigint PRIMARY KEY DEFAULT nextval('audit.event_seq'), kind text, at timestamptz);
       CREATE VIEW app.user_docs AS SELECT u.name, count(d.*) AS docs FROM app.users u LEFT JOIN app.documents d ON d.user_id = u.id GROUP BY u.name;
       CREATE TABLE public.empty_table (x int);
+      -- What a backup split by tables must get right: a name that needs quoting, a generated
+      -- column, partitions, a large object, and a trigger that must not fire as rows are loaded.
+      CREATE TABLE app."odd.name ""quoted""" (id serial PRIMARY KEY, label text, label_length int GENERATED ALWAYS AS (length(label)) STORED);
+      CREATE FUNCTION app.shout() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.label := upper(NEW.label) || '!'; RETURN NEW; END $$;
+      CREATE TRIGGER shout BEFORE INSERT ON app."odd.name ""quoted""" FOR EACH ROW EXECUTE FUNCTION app.shout();
+      CREATE TABLE audit.daily (day date NOT NULL, hits int NOT NULL) PARTITION BY RANGE (day);
+      CREATE TABLE audit.daily_2025 PARTITION OF audit.daily FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+      CREATE TABLE audit.daily_2026 PARTITION OF audit.daily FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
     `);
     await sql(db, `
       INSERT INTO app.users (name, email)
@@ -68,6 +76,9 @@ export function postgresOn(serverUrl: () => string) {
                ARRAY['t' || g % 5, 'tag ✓'], jsonb_build_object('n', g, 'even', g % 2 = 0, 'name', 'Zoë ' || g)
         FROM generate_series(1, ${rows}) g;
       INSERT INTO audit.events (kind, at) SELECT 'login', '2026-01-01T00:00:00Z'::timestamptz + g * interval '1 minute' FROM generate_series(1, 500) g;
+      INSERT INTO app."odd.name ""quoted""" (label) SELECT 'label ' || g FROM generate_series(1, 20) g;
+      INSERT INTO audit.daily SELECT date '2025-12-01' + g, g FROM generate_series(0, 60) g;
+      SELECT lo_from_bytea(0, convert_to(repeat('large object ✓ ', 1000), 'UTF8'));
     `);
   }
 
@@ -81,7 +92,9 @@ export function postgresOn(serverUrl: () => string) {
       const [row] = await sql<{ sum: string; n: string }>(db, `SELECT md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) AS sum, count(*)::text AS n FROM ${t} x`);
       sums[t] = `${row!.n}:${row!.sum}`;
     }
-    // Sequences' positions are data too.
+    // Large objects and sequences' positions are data too.
+    const objects = await sql<{ oid: string; sum: string }>(db, `SELECT oid::text, md5(lo_get(oid)) AS sum FROM pg_largeobject_metadata ORDER BY oid`);
+    for (const { oid, sum } of objects) sums[`large object ${oid}`] = sum;
     const seqs = await sql<{ s: string; v: string }>(db, `SELECT format('%I.%I', schemaname, sequencename) AS s, coalesce(last_value, 0)::text AS v FROM pg_sequences ORDER BY 1`);
     for (const { s, v } of seqs) sums[`sequence ${s}`] = v;
     return sums;

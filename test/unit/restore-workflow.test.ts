@@ -66,7 +66,7 @@ function stubs(calls: Calls, overrides: Partial<Record<keyof Activities, (...arg
   const base = {
     findBackup: record('findBackup', manifest),
     databasesExist: async (input: { names: string[] }) => Object.fromEntries(input.names.map((n) => [n, false])),
-    restorePostgres: record('restorePostgres', { database: 'x', storedBytes: 50 }),
+    restorePostgres: record('restorePostgres', { database: 'x', storedBytes: 50, tables: 2 }),
     postgresRowCounts: record('postgresRowCounts', { 'app.users': 3, 'app.orders': 7 }),
     renameDatabase: record('renameDatabase'),
     allowConnections: record('allowConnections'),
@@ -259,10 +259,11 @@ describe('restore workflow (stubbed activities, time skipping)', () => {
     assert.ok(calls.includes('discard postgres'), 'staged database removed');
   });
 
-  it('--into (database only): row counts that differ drop the recovery database', async () => {
+  it('--into (database only): a restore that finds row counts differ drops the recovery database', async () => {
     const calls: Calls = [];
+    const differ = 'row counts differ from the manifest in 1 table(s): app.orders: expected 7, got 6';
     const message = await withWorker(
-      stubs(calls, { postgresRowCounts: async () => ({ 'app.users': 3, 'app.orders': 6 }) }),
+      stubs(calls, { restorePostgres: async () => { throw ApplicationFailure.nonRetryable(differ, 'IntegrityError'); } }),
       async (tq) => failureMessage((await start(tq, { system: 'shop', into: 'copy' })).result()),
     );
     assert.match(message, /row counts differ from the manifest in 1 table\(s\): app\.orders: expected 7, got 6/);

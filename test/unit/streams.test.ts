@@ -5,7 +5,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { throttle, type Clock } from '../../src/streams.ts';
+import { RateCap, throttle, type Clock } from '../../src/streams.ts';
 
 const KB = 1000;
 
@@ -27,7 +27,7 @@ describe('throttle', () => {
   it('holds the stream to the cap', async () => {
     const clock = virtualClock();
     let bytes = 0;
-    for await (const chunk of throttle(chunks(30, 100 * KB), 1000 * KB, clock)) bytes += chunk.length;
+    for await (const chunk of throttle(chunks(30, 100 * KB), new RateCap(1000 * KB, clock))) bytes += chunk.length;
     assert.equal(bytes, 3000 * KB);
     assert.equal(clock.now(), 3000, '3 MB at 1 MB/s: 3 s');
   });
@@ -40,7 +40,7 @@ describe('throttle', () => {
       yield* chunks(30, 100 * KB);
     }
     const sentAt: number[] = [];
-    for await (const chunk of throttle(pausing(), 1000 * KB, clock)) if (chunk.length) sentAt.push(clock.now());
+    for await (const chunk of throttle(pausing(), new RateCap(1000 * KB, clock))) if (chunk.length) sentAt.push(clock.now());
     const resumed = 100 + 5000;
     // 3 MB after the pause: 1 s of it from the saved-up second, 2 s at the cap. Without the limit, all at once.
     assert.equal(sentAt.at(-1)! - resumed, 2000);
@@ -52,8 +52,21 @@ describe('throttle', () => {
   it('without a cap passes everything through at once', async () => {
     const clock = virtualClock();
     let n = 0;
-    for await (const chunk of throttle(chunks(5, KB), undefined, clock)) n += chunk.length;
+    for await (const chunk of throttle(chunks(5, KB), undefined)) n += chunk.length;
     assert.equal(n, 5 * KB);
     assert.equal(clock.now(), 0);
+  });
+
+  it('streams sharing one cap stay under it together', async () => {
+    const clock = virtualClock();
+    const cap = new RateCap(1000 * KB, clock);
+    const drain = async (source: AsyncIterable<Buffer>) => {
+      let bytes = 0;
+      for await (const chunk of source) bytes += chunk.length;
+      return bytes;
+    };
+    const sent = await Promise.all([drain(throttle(chunks(20, 100 * KB), cap)), drain(throttle(chunks(10, 100 * KB), cap))]);
+    assert.deepEqual(sent, [2000 * KB, 1000 * KB]);
+    assert.equal(clock.now(), 3000, '3 MB in two streams at 1 MB/s in all: 3 s, not the 2 s of a cap each');
   });
 });
