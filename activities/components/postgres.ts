@@ -39,20 +39,21 @@ function dataPartKey(key: string, n: number): string {
 /**
  * Runs transfers side by side, each with the artifact options it should use
  * (its own share of the progress, a signal of its own). The first to fail
- * stops the others, so no pg_dump or pg_restore is left running; then it is
- * thrown, or an IntegrityError if any found one (a corrupt object says more
- * than the cancellations it caused).
+ * stops the others, so no pg_dump or pg_restore is left running. What is
+ * thrown is the cause, not the cancellations it caused: an IntegrityError if
+ * any found one (a corrupt object), else the first failure.
  */
 async function allOrNone<T>(ctx: DriverContext, tasks: ((options: ArtifactOptions) => Promise<T>)[]): Promise<T[]> {
   const stop = new AbortController();
   const signal = AbortSignal.any([ctx.signal, stop.signal]);
+  const failures: unknown[] = [];
   const results = await Promise.allSettled(
     tasks.map((task) => task({ ...ctx.artifacts, signal, progress: shareOf(ctx.artifacts.progress) }).catch((err: unknown) => {
+      failures.push(err);
       stop.abort();
       throw err;
     })),
   );
-  const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
   if (failures.length > 0) throw failures.find((e) => e instanceof IntegrityError) ?? failures[0];
   return results.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
@@ -72,9 +73,9 @@ async function dump(ctx: DriverContext, config: ConfigOf<'postgres'>, key: strin
     const rowCounts = postgres.rowCounts(client);
     rowCounts.catch(() => undefined); // awaited below; if an upload fails first, not at all
 
-    const upload = (objectKey: string, sections: Omit<Parameters<typeof postgres.startDump>[1], 'snapshot' | 'signal'>) => (options: ArtifactOptions) => {
-      const dump = postgres.startDump(url, { ...sections, snapshot, signal: options.signal });
-      return uploadArtifact(objectKey, dump.stdout, dump.done, options);
+    const upload = (objectKey: string, selection: Omit<Parameters<typeof postgres.startDump>[1], 'snapshot' | 'signal'>) => (options: ArtifactOptions) => {
+      const pgDump = postgres.startDump(url, { ...selection, snapshot, signal: options.signal });
+      return uploadArtifact(objectKey, pgDump.stdout, pgDump.done, options);
     };
     if (!split) {
       const stored = await upload(key, { extraArgs })(ctx.artifacts);

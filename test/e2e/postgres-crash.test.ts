@@ -14,7 +14,8 @@ import { heartbeatOf } from '../../src/progress.ts';
 import { backupIdFor, backupPrefix, POSTGRES_DUMP_FILE } from '../../src/domain/names.ts';
 
 const DB = 'crash_app';
-const setup = testSetup('crash', { crashy: DB });
+// One archive (no split): the kill lands in its one upload and its one download. sets-crash kills split backups.
+const setup = testSetup('crash', { crashy: DB }, { crashy: { backup: { components: [{ kind: 'postgres', jobs: 1 }] } } });
 // A transfer cap makes the upload take seconds, so the kill lands mid-transfer.
 writeFileSync(setup.configPath, readFileSync(setup.configPath, 'utf8').replace('    s3:\n', '    limits:\n      transferMBps: 1\n    s3:\n'));
 

@@ -10,7 +10,7 @@ import { client, startWorker, testSetup, bedEnv, bedStore, type WorkerProcess } 
 import { createSampleDatabase, dropDatabase, schemaOf, sql, tableChecksums } from '../support/data.ts';
 import type { OpsflowClient } from '../../src/client.ts';
 import { freePort } from '../../deploy/bed/bed.ts';
-import { ConflictError } from '../../src/errors.ts';
+import { ConflictError, innermostMessage } from '../../src/errors.ts';
 import { componentStoredBytes, findComponent, type PostgresComponent } from '../../src/domain/manifest.ts';
 import { randomBytes } from 'node:crypto';
 
@@ -102,6 +102,21 @@ describe('PostgreSQL backup and restore round trip', () => {
     assert.equal(restored.plan.mode, 'into');
     assert.deepEqual(await tableChecksums('rt_split_copy'), live.checksums, 'rows, large objects and sequences as backed up (no trigger fired on load)');
     assert.equal(schemaOf('rt_split_copy'), live.schema);
+
+    // One data part corrupted: verification and a restore fail naming it, and leave no database behind.
+    const part = parts[1]!;
+    const { body } = await bedStore().getStream(part.key);
+    const bytes = Buffer.concat((await body.toArray()) as Buffer[]);
+    bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
+    await bedStore().uploadStream(part.key, (async function* () { yield bytes; })());
+    const failure = async (p: Promise<unknown>) => p.then(() => assert.fail('expected the run to fail'), (err: unknown) => innermostMessage(err));
+    const verifyError = await failure((await opsflow.startVerify({ system: 'shopsplit', backup: backup.backupId })).result());
+    assert.match(verifyError, /corrupt|failed authentication/);
+    assert.ok(verifyError.includes(part.key), `the message names the object: ${verifyError}`);
+    const restoreError = await failure((await opsflow.startRestore({ system: 'shopsplit', backup: backup.backupId, into: 'rt_split_again' })).result());
+    assert.match(restoreError, /corrupt|failed authentication/);
+    const left = await sql<{ datname: string }>('postgres', `SELECT datname FROM pg_database WHERE datname LIKE 'rt_split_again%'`);
+    assert.deepEqual(left, [], 'no database left by the failed restore');
   });
 
   it('after the live database is dropped, a swap restore from latest brings back identical data and schema', async () => {
