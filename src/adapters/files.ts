@@ -23,7 +23,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, type Stats } from 'node:fs';
-import { lstat, readdir, readlink, stat } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import { posix, resolve } from 'node:path';
 import { PassThrough, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -98,7 +98,19 @@ function summarize(entries: Iterable<Entry>): TreeDigest {
 
 const hexOf = (hash: Hash) => Buffer.from(hash.digest('hex'));
 
-/** The digest of a directory on this machine, reading files as streams. Sockets are skipped, as tar skips them. */
+/**
+ * How many files the digest reads at once. One at a time, a tree of many
+ * small files waits on a thread-pool round trip per step (open, read,
+ * close): 20,000 files (357 MB, in the page cache) took 3.7 s, with 8 at
+ * once 1.1-1.6 s. Order does not matter: the entries are sorted before they
+ * are hashed together.
+ */
+const DIGEST_READS_AT_ONCE = 8;
+
+/** Files up to this size are read whole in one go; larger ones are streamed, so memory stays flat. */
+const WHOLE_FILE_BYTES = 1024 * 1024;
+
+/** The digest of a directory on this machine. Sockets are skipped, as tar skips them. */
 export async function treeDigest(dir: string): Promise<TreeDigest> {
   const root = resolve(dir);
   let info: Stats;
@@ -110,32 +122,60 @@ export async function treeDigest(dir: string): Promise<TreeDigest> {
   }
   if (!info.isDirectory()) throw new NotFoundError(`${root} is not a directory`);
   const entries = [entry(ROOT, 'd', info.mode)];
-  await walk(Buffer.from(root), NOTHING, entries);
+  await walk(Buffer.from(root), NOTHING, entries, limiter(DIGEST_READS_AT_ONCE));
   return summarize(entries);
 }
 
-async function walk(abs: Buffer, rel: Buffer, entries: Entry[]): Promise<void> {
-  for (const name of await readdir(abs, { encoding: 'buffer' })) {
+async function walk(abs: Buffer, rel: Buffer, entries: Entry[], io: Limiter): Promise<void> {
+  const names = await io(() => readdir(abs, { encoding: 'buffer' }));
+  // Subdirectories are walked outside the limiter: a walk holding a slot while it waits on its children could deadlock.
+  await Promise.all(names.map(async (name) => {
     const full = Buffer.concat([abs, SLASH, name]);
     const path = rel.length ? Buffer.concat([rel, SLASH, name]) : name;
-    const s = await lstat(full);
+    const s = await io(() => lstat(full));
     if (s.isDirectory()) {
       entries.push(entry(path, 'd', s.mode));
-      await walk(full, path, entries);
+      await walk(full, path, entries, io);
     } else if (s.isFile()) {
-      const hash = createHash('sha256');
-      let size = 0;
-      // A buffer the file's size (up to 1 MiB): a 1 MiB one for each small file kept the GC busy on trees of many files.
-      for await (const chunk of createReadStream(full, { highWaterMark: Math.min(Math.max(s.size, 16 * 1024), 1024 * 1024) }) as AsyncIterable<Buffer>) {
-        hash.update(chunk);
-        size += chunk.length;
-      }
-      entries.push(entry(path, 'f', s.mode, size, hexOf(hash)));
-    } else if (s.isSymbolicLink()) entries.push(entry(path, 'l', s.mode, 0, await readlink(full, { encoding: 'buffer' })));
+      const { size, sha256 } = await io(() => hashFile(full, s.size));
+      entries.push(entry(path, 'f', s.mode, size, sha256));
+    } else if (s.isSymbolicLink()) entries.push(entry(path, 'l', s.mode, 0, await io(() => readlink(full, { encoding: 'buffer' }))));
     else if (s.isFIFO()) entries.push(entry(path, 'p', s.mode));
     else if (s.isCharacterDevice()) entries.push(entry(path, 'c', s.mode));
     else if (s.isBlockDevice()) entries.push(entry(path, 'b', s.mode));
+  }));
+}
+
+async function hashFile(file: Buffer, statSize: number): Promise<{ size: number; sha256: Buffer }> {
+  const hash = createHash('sha256');
+  if (statSize <= WHOLE_FILE_BYTES) {
+    const content = await readFile(file);
+    return { size: content.length, sha256: hexOf(hash.update(content)) };
   }
+  let size = 0;
+  for await (const chunk of createReadStream(file, { highWaterMark: WHOLE_FILE_BYTES }) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    size += chunk.length;
+  }
+  return { size, sha256: hexOf(hash) };
+}
+
+type Limiter = <T>(task: () => Promise<T>) => Promise<T>;
+
+/** Runs at most `n` tasks at once; the rest wait their turn. */
+function limiter(n: number): Limiter {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async (task) => {
+    if (running >= n) await new Promise<void>((resolve) => waiting.push(resolve));
+    running++;
+    try {
+      return await task();
+    } finally {
+      running--;
+      waiting.shift()?.();
+    }
+  };
 }
 
 export interface DigestingTar {
