@@ -216,7 +216,7 @@ export function describeManifest(m: Manifest, extra: { pinned?: { by?: string; r
     text += `    ${componentDetail(c)}\n`;
     text += `    ${c.key}\n`;
     for (const part of c.kind === 'postgres' ? (c.dataParts ?? []) : []) {
-      text += `    ${part.key}  rows of ${part.rest ? 'every other table' : part.tables.join(', ')}, ${formatBytes(part.storedBytes)}\n`;
+      text += `    ${part.key}  ${formatBytes(part.storedBytes)}: rows of ${part.tables.join(', ') || 'no table'}${part.rest ? ', sequences and large objects' : ''}\n`;
     }
     if (extra.verification?.components[c.name]) text += `    verified: ${extra.verification.components[c.name]}\n`;
   }

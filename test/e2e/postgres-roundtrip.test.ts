@@ -13,6 +13,7 @@ import { freePort } from '../../deploy/bed/bed.ts';
 import { ConflictError, innermostMessage } from '../../src/errors.ts';
 import { componentStoredBytes, findComponent, type PostgresComponent } from '../../src/domain/manifest.ts';
 import { randomBytes } from 'node:crypto';
+import { describeManifest } from '../../src/cli.ts';
 
 const DB = 'rt_app';
 /** `shopsplit`: the same database, backed up split into a schema and 3 data parts, encrypted. */
@@ -97,6 +98,9 @@ describe('PostgreSQL backup and restore round trip', () => {
       assert.equal((await bedStore().head(object.key))?.size, object.storedBytes, `${object.key} as the manifest says`);
     }
     assert.ok(componentStoredBytes(pgc) > pgc.storedBytes + parts[0]!.storedBytes);
+    const described = describeManifest(backup.manifest!);
+    assert.match(described, /schema and rows in 3 parts, restored in parallel/);
+    for (const part of parts) assert.ok(described.includes(part.key), `backups describe lists ${part.key}`);
 
     const restored = await (await opsflow.startRestore({ system: 'shopsplit', backup: backup.backupId, into: 'rt_split_copy' })).result();
     assert.equal(restored.plan.mode, 'into');
