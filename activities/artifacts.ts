@@ -21,10 +21,14 @@ import { IntegrityError } from '../src/errors.ts';
 import { feed, tap, throttle, type RateCap } from '../src/streams.ts';
 import type { TransferProgress } from './progress.ts';
 
+/** zstd's own default: 2.5x faster than gzip -6 at about the same size (PostgreSQL dumps, tar). */
+export const DEFAULT_COMPRESSION_LEVEL = 3;
+
 export interface ArtifactOptions {
   store: ObjectStore;
   /** The set's data key; undefined = stored in clear. */
   dataKey?: Buffer;
+  /** zstd level; undefined: DEFAULT_COMPRESSION_LEVEL, or the component kind's own default. */
   compressionLevel?: number;
   /** The system's transfer cap, shared by every object the activity moves. */
   rateCap?: RateCap;
@@ -57,7 +61,7 @@ export async function uploadArtifact(
   const { store, signal, progress } = options;
   // The pipeline is wired before the first await: a source that finishes
   // before anyone reads it would otherwise lose its output (see keepOutput).
-  const zstdArgs = [`-${options.compressionLevel ?? 3}`, '-T0', '-q', '-c'];
+  const zstdArgs = [`-${options.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL}`, '-T0', '-q', '-c'];
   let zstd: ReturnType<typeof startTool>;
   let stages: Promise<unknown>[];
   if (source instanceof Socket) {

@@ -259,8 +259,11 @@ const systemFields = {
   s3: s3Schema,
   compression: z
     .strictObject({
-      /** zstd level. 3 (zstd's default) is 2.5x faster than gzip -6 at about the same size; higher is smaller and slower. */
-      level: z.number().int().min(1).max(19).default(3),
+      /**
+       * zstd level for every component; higher is smaller and slower. Unset,
+       * each kind has its own (DEFAULT_COMPRESSION_LEVEL in activities/artifacts.ts).
+       */
+      level: z.number().int().min(1).max(19).optional(),
     })
     .prefault({}),
   limits: z

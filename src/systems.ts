@@ -43,7 +43,8 @@ export class Systems {
     return mbps === undefined ? undefined : mbps * 1_000_000;
   }
 
-  compressionLevel(system: string): number {
+  /** The configured zstd level, if any (else each component kind's default). */
+  compressionLevel(system: string): number | undefined {
     return this.get(system).compression.level;
   }
 

@@ -30,6 +30,14 @@ import type { ComponentOf, ConfigOf, Driver, DriverContext } from './driver.ts';
 
 type RedisComponent = ComponentOf<'redis'>;
 
+/**
+ * zstd level for snapshots unless the system sets one. An RDB's strings are
+ * LZF-compressed already: at 800 MiB of used_memory (a 234 MiB RDB), level
+ * 3 stored 123 MiB and level 1 135 MiB, with 1.1 and 0.7 s of zstd's CPU;
+ * the backup took 3.98 and 3.70 s (median of 3).
+ */
+const RDB_COMPRESSION_LEVEL = 1;
+
 /** The URL with another database number. */
 function withDb(url: string, db: number): string {
   const u = new URL(url);
@@ -137,7 +145,8 @@ export const redisDriver: Driver<'redis'> = {
       const checked = pumped.then(() => check.result());
       checked.catch(() => undefined); // awaited through the upload
       try {
-        const stored = await uploadArtifact(key, check.forwarded!, Promise.all([snap.done, checked]), ctx.artifacts);
+        const level = ctx.artifacts.compressionLevel ?? RDB_COMPRESSION_LEVEL;
+        const stored = await uploadArtifact(key, check.forwarded!, Promise.all([snap.done, checked]), { ...ctx.artifacts, compressionLevel: level });
         const verified = await checked;
         return {
           ...stored,
