@@ -22,7 +22,7 @@ import { feed, tap, throttle, type RateCap } from '../src/streams.ts';
 import type { TransferProgress } from './progress.ts';
 
 /** zstd's own default: 2.5x faster than gzip -6 at about the same size (PostgreSQL dumps, tar). */
-export const DEFAULT_COMPRESSION_LEVEL = 3;
+const DEFAULT_COMPRESSION_LEVEL = 3;
 
 export interface ArtifactOptions {
   store: ObjectStore;

@@ -10,7 +10,6 @@ import { backupPrefix, POSTGRES_DUMP_FILE } from '../src/domain/names.ts';
 import { componentStoredBytes, type PostgresComponent, type SetEncryption } from '../src/domain/manifest.ts';
 import { withDriverContext } from './sets.ts';
 import { loadInto, postgresDriver } from './components/postgres.ts';
-import type { DriverContext } from './components/driver.ts';
 
 export interface PostgresDeps {
   systems: Systems;
@@ -19,7 +18,6 @@ export interface PostgresDeps {
 
 export function postgresActivities(deps: PostgresDeps) {
   const { systems, postgres } = deps;
-  const withContext = <T>(system: string, step: string, fn: (ctx: DriverContext) => Promise<T>) => withDriverContext(deps, { system, step }, fn);
   return {
     /** The system exists and its database answers; what a backup would read. */
     async checkPostgres(input: { system: string }) {
@@ -29,14 +27,13 @@ export function postgresActivities(deps: PostgresDeps) {
     /** The format-1 dump step (runs started before component sets): the postgres driver, at the format-1 key. */
     async backupPostgres(input: { system: string; backupId: string }): Promise<PostgresComponent> {
       const key = backupPrefix(systems.s3Prefix(input.system), input.system, input.backupId) + POSTGRES_DUMP_FILE;
-      return withContext(input.system, 'dump', (ctx) => postgresDriver.backup(ctx, { kind: 'postgres', name: 'postgres', jobs: 1, splitFromBytes: 0 }, key));
+      return withDriverContext(deps, { system: input.system, step: 'dump' }, (ctx) => postgresDriver.backup(ctx, { kind: 'postgres', name: 'postgres', jobs: 1, splitFromBytes: 0 }, key));
     },
 
     /** The database-only restore step: loads a dump into `database` (made anew) and checks it against the manifest. */
     async restorePostgres(input: { system: string; component: PostgresComponent; database: string; encryption?: SetEncryption }) {
       const url = systems.postgresUrl(input.system);
-      const where = { system: input.system, encryption: input.encryption, step: 'restore' };
-      const counts = await withDriverContext(deps, where, (ctx) => loadInto(ctx, { ...input.component, name: 'postgres' }, url, input.database));
+      const counts = await withDriverContext(deps, { system: input.system, encryption: input.encryption, step: 'restore' }, (ctx) => loadInto(ctx, { ...input.component, name: 'postgres' }, url, input.database));
       return { database: input.database, storedBytes: componentStoredBytes(input.component), tables: Object.keys(counts).length };
     },
 

@@ -36,6 +36,11 @@ function dataPartKey(key: string, n: number): string {
   return `${key.slice(0, at)}.data-${n}${key.slice(at)}`;
 }
 
+/** The context's artifact options with a progress of their own, counted into the context's total. */
+function withOwnProgress(ctx: DriverContext): ArtifactOptions {
+  return { ...ctx.artifacts, progress: shareOf(ctx.artifacts.progress) };
+}
+
 /**
  * Runs transfers side by side, each with the artifact options it should use
  * (its own share of the progress, a signal of its own). The first to fail
@@ -48,7 +53,7 @@ async function allOrNone<T>(ctx: DriverContext, tasks: ((options: ArtifactOption
   const signal = AbortSignal.any([ctx.signal, stop.signal]);
   const failures: unknown[] = [];
   const results = await Promise.allSettled(
-    tasks.map((task) => task({ ...ctx.artifacts, signal, progress: shareOf(ctx.artifacts.progress) }).catch((err: unknown) => {
+    tasks.map((task) => task({ ...withOwnProgress(ctx), signal }).catch((err: unknown) => {
       failures.push(err);
       stop.abort();
       throw err;
@@ -113,11 +118,11 @@ export async function loadInto(ctx: DriverContext, component: PostgresComponent,
     actual = await postgres.rowCountsOf(target);
   } else {
     // The schema object is small: read once for each of its two sections.
-    await load(component, 'pre-data')({ ...ctx.artifacts, progress: shareOf(ctx.artifacts.progress) });
+    await load(component, 'pre-data')(withOwnProgress(ctx));
     await allOrNone(ctx, component.dataParts.map((part) => load(part)));
     // Every row is in: count them while the indexes are built (post-data adds no rows).
     const [indexed, counted] = await Promise.allSettled([
-      load(component, 'post-data')({ ...ctx.artifacts, progress: shareOf(ctx.artifacts.progress) }),
+      load(component, 'post-data')(withOwnProgress(ctx)),
       postgres.rowCountsOf(target),
     ]);
     if (indexed.status === 'rejected') throw indexed.reason;
