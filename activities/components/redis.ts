@@ -20,7 +20,7 @@ import {
   migrateKeys,
   parseRedisUrl,
   snapshot,
-  startRdbCheck,
+  startStreamedRdbCheck,
   startScratchRedis,
 } from '../../src/adapters/redis.ts';
 import { IntegrityError } from '../../src/errors.ts';
@@ -108,6 +108,49 @@ async function restoreKeysInto(ctx: DriverContext, component: RedisComponent, ta
   });
 }
 
+/**
+ * The server's RDB through the replication protocol. Each chunk goes, as it
+ * arrives, to the compressor (then S3) and to redis-check-rdb, which checks
+ * its CRC64 and every value meanwhile, in flat memory, and gives the
+ * manifest the database's key count. The upload completes only once the
+ * snapshot and the check are through.
+ */
+async function backupSnapshot(ctx: DriverContext, url: string, db: number, key: string) {
+  const check = startStreamedRdbCheck(db);
+  const stop = new AbortController(); // a failed upload ends the snapshot too
+  const snap = snapshot({ url }, { signal: AbortSignal.any([ctx.signal, stop.signal]) });
+  const checked = check.result();
+  checked.catch(() => undefined); // awaited through the upload
+  async function* checkedChunks() {
+    try {
+      for await (const chunk of snap.stream) {
+        const checking = check.write(chunk);
+        yield chunk; // into the compressor meanwhile
+        await checking;
+      }
+    } finally {
+      check.end();
+    }
+  }
+  try {
+    const level = ctx.artifacts.compressionLevel ?? RDB_COMPRESSION_LEVEL;
+    const stored = await uploadArtifact(key, checkedChunks(), Promise.all([snap.done, checked]), { ...ctx.artifacts, compressionLevel: level });
+    const verified = await checked;
+    return {
+      ...stored,
+      kind: 'redis' as const,
+      mode: 'snapshot' as const,
+      db,
+      keys: verified.databases[db]?.keys ?? 0,
+      expires: verified.databases[db]?.expires ?? 0,
+      rdbVersion: verified.rdbVersion,
+    };
+  } finally {
+    stop.abort();
+    check.cancel();
+  }
+}
+
 export const redisDriver: Driver<'redis'> = {
   fileName: (config) => `${config.name}.${config.mode === 'snapshot' ? 'rdb' : 'keys'}.zst`,
 
@@ -126,46 +169,7 @@ export const redisDriver: Driver<'redis'> = {
       const info = await exported.done;
       return { ...stored, kind: 'redis', name: config.name, mode: 'logical', db, keys: info.keys, startedAt, completedAt: new Date().toISOString() };
     }
-    // The worker writes the RDB once, to tee, as it arrives; tee hands it on
-    // to the compressor (then S3), to redis-check-rdb, which checks its CRC64
-    // and every value meanwhile, in flat memory, and to a temporary file,
-    // where its RESIZEDB records give the manifest the snapshot's key count.
-    // The upload completes only once the snapshot and the check are through.
-    return withScratchDir('rdb', async (dir) => {
-      const check = startRdbCheck(join(dir, 'dump.rdb'), { fromInput: true, forward: true });
-      const stop = new AbortController(); // a failed upload ends the snapshot too
-      const snap = snapshot({ url }, { signal: AbortSignal.any([ctx.signal, stop.signal]) });
-      const pumped = (async () => {
-        try {
-          for await (const chunk of snap.stream) await check.write(chunk);
-        } finally {
-          check.end();
-        }
-      })();
-      const checked = pumped.then(() => check.result());
-      checked.catch(() => undefined); // awaited through the upload
-      try {
-        const level = ctx.artifacts.compressionLevel ?? RDB_COMPRESSION_LEVEL;
-        const stored = await uploadArtifact(key, check.forwarded!, Promise.all([snap.done, checked]), { ...ctx.artifacts, compressionLevel: level });
-        const verified = await checked;
-        return {
-          ...stored,
-          kind: 'redis',
-          name: config.name,
-          mode: 'snapshot',
-          db,
-          keys: verified.databases[db]?.keys ?? 0,
-          expires: verified.databases[db]?.expires ?? 0,
-          rdbVersion: verified.rdbVersion,
-          startedAt,
-          completedAt: new Date().toISOString(),
-        };
-      } finally {
-        stop.abort();
-        check.cancel();
-        await pumped.catch(() => undefined);
-      }
-    });
+    return { ...(await backupSnapshot(ctx, url, db, key)), name: config.name, startedAt, completedAt: new Date().toISOString() };
   },
 
   async stage(ctx, component, config, tag) {

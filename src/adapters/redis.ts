@@ -13,7 +13,8 @@
  * And two ways back: `restoreRdb` puts an RDB in place of a server's dump
  * file and shuts the server down for the caller, who manages the process, to
  * restart; `importKeys` RESTOREs a key stream into any Redis. `verifyRdb`
- * checks an RDB with redis-check-rdb and counts its keys per database.
+ * checks an RDB file with redis-check-rdb and counts its keys per database;
+ * `startStreamedRdbCheck` does the same for one database as an RDB streams by.
  *
  * Errors are typed: a server that is down or loading is PeerUnavailable
  * (retry); bad credentials, a blocked command or a refused write are
@@ -26,7 +27,6 @@ import { createWriteStream } from 'node:fs';
 import { access, constants as fsConstants, open, rename, rm, stat } from 'node:fs/promises';
 import net, { type Socket } from 'node:net';
 import { basename, dirname, join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import tls from 'node:tls';
@@ -1178,7 +1178,8 @@ export interface RdbVerification {
   /**
    * Per database, as the file holds them (its RESIZEDB records): `expires`
    * of the `keys` have a TTL, and some may have run out by the time the file
-   * is loaded, which then drops them.
+   * is loaded, which then drops them. A streamed check counts only the
+   * database it was asked for.
    */
   databases: Record<number, { keys: number; expires: number }>;
   checkMs: number;
@@ -1205,17 +1206,44 @@ async function readRdbEnds(file: string): Promise<{ rdbVersion: number; bytes: n
   }
 }
 
-/** Reads an RDB length field (2-bit tag: 6-bit, 14-bit, 32-bit or 64-bit big-endian) at `at`. */
-function rdbLength(buf: Buffer, at: number): { value: number; next: number } {
-  const first = buf[at]!;
-  if (first >> 6 === 0) return { value: first & 0x3f, next: at + 1 };
-  if (first >> 6 === 1) return { value: ((first & 0x3f) << 8) | buf[at + 1]!, next: at + 2 };
-  if (first === 0x80) return { value: buf.readUInt32BE(at + 1), next: at + 5 };
-  if (first === 0x81) return { value: Number(buf.readBigUInt64BE(at + 1)), next: at + 9 };
-  throw new IntegrityError(`unexpected RDB length encoding 0x${first.toString(16)} at offset ${at}`);
+/**
+ * Reads an RDB length field (2-bit tag: 6-bit, 14-bit, 32-bit or 64-bit
+ * big-endian) at `at`; undefined for another encoding or one cut off by the
+ * end of `buf`.
+ */
+function rdbLength(buf: Buffer, at: number): { value: number; next: number } | undefined {
+  const first = buf[at];
+  if (first === undefined) return undefined;
+  const size = first >> 6 === 0 ? 1 : first >> 6 === 1 ? 2 : first === 0x80 ? 5 : first === 0x81 ? 9 : 0;
+  if (size === 0 || at + size > buf.length) return undefined;
+  if (size === 1) return { value: first & 0x3f, next: at + 1 };
+  if (size === 2) return { value: ((first & 0x3f) << 8) | buf[at + 1]!, next: at + 2 };
+  if (size === 5) return { value: buf.readUInt32BE(at + 1), next: at + 5 };
+  return { value: Number(buf.readBigUInt64BE(at + 1)), next: at + 9 };
 }
 
+/** `n` as an RDB length field (the shortest form, as Redis writes a database number). */
+function rdbLengthBytes(n: number): Buffer {
+  if (n < 0x40) return Buffer.from([n]);
+  if (n < 0x4000) return Buffer.from([0x40 | (n >> 8), n & 0xff]);
+  const b = Buffer.alloc(5);
+  b[0] = 0x80;
+  b.writeUInt32BE(n, 1);
+  return b;
+}
+
+const RDB_OPCODE_SELECTDB = 0xfe;
 const RDB_OPCODE_RESIZEDB = 0xfb;
+/** The longest RESIZEDB record: the opcode and two lengths of up to 9 bytes. */
+const RESIZEDB_RECORD_MAX = 19;
+
+/** The counts in the RESIZEDB record that `record` starts with; undefined if it is not one. */
+function parseResizeDb(record: Buffer): { keys: number; expires: number } | undefined {
+  if (record[0] !== RDB_OPCODE_RESIZEDB) return undefined;
+  const keys = rdbLength(record, 1);
+  const expires = keys && rdbLength(record, keys.next);
+  return expires && { keys: keys.value, expires: expires.value };
+}
 
 /**
  * The keys of each database from the RESIZEDB record (db size, expires size)
@@ -1228,12 +1256,11 @@ async function resizeDbCounts(file: string, selects: Map<number, number>): Promi
   try {
     const databases: RdbVerification['databases'] = {};
     for (const [db, offset] of selects) {
-      const buf = Buffer.alloc(19);
-      await fh.read(buf, 0, buf.length, offset);
-      if (buf[0] !== RDB_OPCODE_RESIZEDB) return undefined;
-      const keys = rdbLength(buf, 1);
-      const expires = rdbLength(buf, keys.next);
-      databases[db] = { keys: keys.value, expires: expires.value };
+      const buf = Buffer.alloc(RESIZEDB_RECORD_MAX);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+      const counts = parseResizeDb(buf.subarray(0, bytesRead));
+      if (!counts) return undefined;
+      databases[db] = counts;
     }
     return databases;
   } finally {
@@ -1241,8 +1268,74 @@ async function resizeDbCounts(file: string, selects: Map<number, number>): Promi
   }
 }
 
-/** What `redis-check-rdb` printed: its verdict, the SELECTDB offsets, and the keys it read. */
-function parseCheckOutput(output: string, what: string): { selects: Map<number, number>; keys: number } {
+/**
+ * One database's RESIZEDB record, found in an RDB as it streams by, without
+ * parsing the RDB. Before a database's keys Redis writes SELECTDB, the
+ * database's number and RESIZEDB with its key and expire counts. Every place
+ * where those bytes appear is kept, by the offset of its RESIZEDB opcode:
+ * redis-check-rdb prints that offset as "Selecting DB ID", which later picks
+ * the real one. A value holds the same three bytes by chance about once per
+ * 16 MiB of random data, so few are kept; past MAX_CANDIDATES (crafted data)
+ * no more are, and the count is then missing rather than wrong.
+ */
+export class ResizeDbFinder {
+  static readonly MAX_CANDIDATES = 10_000;
+  private readonly needle: Buffer;
+  /** Bytes seen so far. */
+  private bytes = 0;
+  /** The stream's last bytes, too few to hold the needle: where one may start that ends in the next chunk. */
+  private tail: Buffer = Buffer.alloc(0);
+  /** Candidate records by the offset of their RESIZEDB opcode. */
+  private readonly records = new Map<number, Buffer>();
+  /** Candidates the stream had not yet given all RESIZEDB_RECORD_MAX bytes of. */
+  private unfinished: number[] = [];
+  overflowed = false;
+
+  constructor(readonly db: number) {
+    this.needle = Buffer.concat([Buffer.from([RDB_OPCODE_SELECTDB]), rdbLengthBytes(db), Buffer.from([RDB_OPCODE_RESIZEDB])]);
+  }
+
+  observe(chunk: Buffer): void {
+    this.unfinished = this.unfinished.filter((at) => {
+      const record = this.records.get(at)!;
+      const more = chunk.subarray(0, RESIZEDB_RECORD_MAX - record.length);
+      this.records.set(at, Buffer.concat([record, more]));
+      return record.length + more.length < RESIZEDB_RECORD_MAX;
+    });
+    // A needle that starts in the tail and ends in this chunk.
+    const across = Buffer.concat([this.tail, chunk.subarray(0, this.needle.length - 1)]);
+    const acrossAt = this.bytes - this.tail.length;
+    for (let i = across.indexOf(this.needle); i >= 0 && i < this.tail.length; i = across.indexOf(this.needle, i + 1)) {
+      this.keep(acrossAt + i + this.needle.length - 1, chunk);
+    }
+    for (let i = chunk.indexOf(this.needle); i >= 0; i = chunk.indexOf(this.needle, i + 1)) {
+      this.keep(this.bytes + i + this.needle.length - 1, chunk);
+    }
+    this.bytes += chunk.length;
+    this.tail = lastBytes(this.tail, chunk, this.needle.length - 1);
+  }
+
+  /** The counts of the RESIZEDB record at `offset` of the stream, if one was found there. */
+  countsAt(offset: number): { keys: number; expires: number } | undefined {
+    const record = this.records.get(offset);
+    return record && parseResizeDb(record);
+  }
+
+  /** A candidate whose opcode is at stream offset `at`, inside `chunk` (which starts at `this.bytes`). */
+  private keep(at: number, chunk: Buffer): void {
+    if (this.records.size >= ResizeDbFinder.MAX_CANDIDATES) {
+      this.overflowed = true;
+      return;
+    }
+    const from = at - this.bytes;
+    const record = Buffer.from(chunk.subarray(from, from + RESIZEDB_RECORD_MAX));
+    this.records.set(at, record);
+    if (record.length < RESIZEDB_RECORD_MAX) this.unfinished.push(at);
+  }
+}
+
+/** What `redis-check-rdb` printed: its verdict, the SELECTDB offsets, and the keys and expires it read. */
+function parseCheckOutput(output: string, what: string): { selects: Map<number, number>; keys: number; expires: number } {
   const version = /Can't handle RDB format version (\d+)/.exec(output);
   if (version) throw new PeerRejectedError(`this redis-check-rdb cannot read ${what}: it is RDB version ${version[1]}, from a newer Redis; check it with redis-check-rdb at least as new as the source`);
   // It reports a bad CRC64 this way yet exits 0: the text is the verdict, not the exit code.
@@ -1252,10 +1345,11 @@ function parseCheckOutput(output: string, what: string): { selects: Map<number, 
     throw new IntegrityError(`${what} is damaged (redis-check-rdb):\n${redact(detail)}`);
   }
   const keys = /^\[info\] (\d+) keys read$/m.exec(output);
-  if (!/RDB looks OK/.test(output) || !keys) throw new IntegrityError(`redis-check-rdb gave no verdict on ${what}:\n${redact(output.trim().split('\n').slice(-8).join('\n'))}`);
+  const expires = /^\[info\] (\d+) expires$/m.exec(output);
+  if (!/RDB looks OK/.test(output) || !keys || !expires) throw new IntegrityError(`redis-check-rdb gave no verdict on ${what}:\n${redact(output.trim().split('\n').slice(-8).join('\n'))}`);
   const selects = new Map<number, number>();
   for (const m of output.matchAll(/^\[offset (\d+)\] Selecting DB ID (\d+)$/gm)) selects.set(Number(m[2]), Number(m[1]));
-  return { selects, keys: Number(keys[1]) };
+  return { selects, keys: Number(keys[1]), expires: Number(expires[1]) };
 }
 
 /** Keys per database by loading the file into a throwaway redis-server: for an RDB without RESIZEDB records. */
@@ -1275,40 +1369,21 @@ export interface RdbCheckOptions {
   startTimeoutMs?: number;
 }
 
-export interface RdbDeepCheck {
-  /** The RDB's next bytes, for a check started `fromInput`; resolves when it can take more. */
-  write(chunk: Buffer): Promise<void>;
-  /** After the last byte. */
-  end(): void;
-  /** Stops the check (the RDB will not be complete). */
-  cancel(): void;
-  /** The verdict, once the check has read everything. */
-  result(): Promise<RdbVerification>;
-  /** With `forward`: the same bytes again, as tee copies them, to hand to the next process (spawn's stdio). */
-  forwarded?: Readable;
-}
-
 /**
- * Deep check of an RDB with `redis-check-rdb`: its CRC64, and every value
- * parsed and let go one at a time, so memory stays flat however big the
- * data (a redis-server loading it would hold the whole dataset). It reads
- * `rdbFile` or, `fromInput`, the bytes given to `write` as the RDB streams
- * by, so that the check of a backup runs during its upload; `tee` then
- * writes them to `rdbFile` on the way and, with `forward`, once more to
- * `forwarded` (the compressor's input: this process writes each byte once).
- * Keys per database come from the file's RESIZEDB records, and their sum
- * must be the keys the check read.
+ * `redis-check-rdb` over the RDB at `path`, or on its stdin: its CRC64, and
+ * every value parsed and let go one at a time, so memory stays flat however
+ * big the data (a redis-server loading it would hold the whole dataset).
+ * `verdict` is what it printed, parsed; it throws for a damaged RDB or a
+ * check that never ran.
  */
-export function startRdbCheck(rdbFile: string, options: RdbCheckOptions & { fromInput?: boolean; forward?: boolean } = {}): RdbDeepCheck {
-  const started = Date.now();
+function runRdbCheck(path: string | 'stdin', what: string, options: RdbCheckOptions) {
   const bin = options.redisCheckRdb ?? 'redis-check-rdb';
-  // Node gives a child sockets for its stdio, which /dev/stdin and /dev/fd/N cannot open: the
-  // check reads a pipe from tee. Forwarded, tee's stdout is fd 3 (a socket, written, never
-  // opened) and the check's pipe is its fd 4; the check's stdout is the verdict.
-  const script = options.forward ? '{ tee -- "$1" /dev/fd/4 4>&1 >&3 3>&-; } | "$0" /dev/stdin 3>&-' : 'tee -- "$1" | "$0" /dev/stdin';
-  const [command, args] = options.fromInput ? ['sh', ['-c', script, bin, rdbFile]] : [bin, [rdbFile]];
+  // Node gives a child a socket for its stdin, which redis-check-rdb cannot open as /dev/stdin: cat
+  // hands the bytes on through a pipe. Its blocking writes also suit the check's 4 KiB reads, which
+  // would cost this process a wake-up and a write each.
+  const [command, args] = path === 'stdin' ? ['sh', ['-c', 'cat | "$0" /dev/stdin', bin]] : [bin, [path]];
   const tool = startTool(command, args, {
-    stdio: [options.fromInput ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(options.forward ? (['pipe'] as const) : [])],
+    stdio: [path === 'stdin' ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     keepOutput: true,
     onFailure: (message) => new IntegrityError(message),
   });
@@ -1317,54 +1392,98 @@ export function startRdbCheck(rdbFile: string, options: RdbCheckOptions & { from
     for await (const chunk of tool.output!) text += chunk.toString('utf8');
     return text;
   })();
-  const input = tool.child.stdin;
+  async function verdict() {
+    const text = await output;
+    const exit = await tool.done.then(() => undefined, (err: Error) => err);
+    if (exit && !text) throw exit; // it never ran
+    // The printed verdict before the exit code: it says more (and a bad CRC exits 0).
+    const parsed = parseCheckOutput(text, what);
+    if (exit) throw exit;
+    return parsed;
+  }
+  return { child: tool.child, verdict };
+}
+
+/** Deep check of a whole RDB file (`runRdbCheck`), with its keys per database. The file is only read. */
+export async function verifyRdb(rdbFile: string, options: RdbCheckOptions = {}): Promise<RdbVerification> {
+  const started = Date.now();
+  // The file's ends first: clearer for a cut file or another kind.
+  const ends = await readRdbEnds(rdbFile);
+  const parsed = await runRdbCheck(rdbFile, rdbFile, options).verdict();
+  const counted = await resizeDbCounts(rdbFile, parsed.selects);
+  const databases = counted ?? (await countKeysByLoading(rdbFile, options));
+  const keys = Object.values(databases).reduce((n, d) => n + d.keys, 0);
+  if (counted && keys !== parsed.keys) {
+    throw new IntegrityError(`${rdbFile}: its RESIZEDB records count ${keys} keys, redis-check-rdb read ${parsed.keys}`);
+  }
+  return { ...ends, keys, databases, checkMs: Date.now() - started };
+}
+
+export interface StreamedRdbCheck {
+  /** The RDB's next bytes; resolves when the check can take more. */
+  write(chunk: Buffer): Promise<void>;
+  /** After the last byte. */
+  end(): void;
+  /** Stops the check (the RDB will not be complete). */
+  cancel(): void;
+  /** The verdict, with the counts of the database asked for, once the check has read everything. */
+  result(): Promise<RdbVerification>;
+}
+
+/**
+ * Deep check (`runRdbCheck`) of an RDB as it streams by, so that a backup's
+ * check runs during its upload, in flat memory and with nothing written to
+ * disk. The RDB's ends and `db`'s RESIZEDB record are picked from the bytes
+ * on the way.
+ */
+export function startStreamedRdbCheck(db: number, options: RdbCheckOptions = {}): StreamedRdbCheck {
+  const started = Date.now();
+  const what = 'the streamed RDB';
+  const check = runRdbCheck('stdin', what, options);
+  const input = check.child.stdin!;
   // A check that stops early (it found damage) closes its stdin: its verdict tells, not the writer's EPIPE.
-  input?.on('error', () => undefined);
-  const open = () => input && !input.destroyed && !input.writableEnded;
+  input.on('error', () => undefined);
+  const ends = new RdbCheck(what);
+  const finder = new ResizeDbFinder(db);
+  const open = () => !input.destroyed && !input.writableEnded;
   return {
     write(chunk) {
-      if (!open() || input!.write(chunk)) return Promise.resolve();
+      ends.observe(chunk);
+      finder.observe(chunk);
+      if (!open() || input.write(chunk)) return Promise.resolve();
       return new Promise((resolve) => {
         const ready = () => {
-          input!.off('drain', ready).off('close', ready);
+          input.off('drain', ready).off('close', ready);
           resolve();
         };
-        input!.on('drain', ready).on('close', ready);
+        input.on('drain', ready).on('close', ready);
       });
     },
     end() {
-      if (open()) input!.end();
+      if (open()) input.end();
     },
-    forwarded: options.forward ? (tool.child.stdio[3] as Readable) : undefined,
     cancel() {
-      input?.destroy(); // tee, then the check, see the end of their input and exit
-      tool.child.kill('SIGKILL');
+      input.destroy(); // cat, then the check, see the end of their input and exit
+      check.child.kill('SIGKILL');
     },
     async result() {
-      const text = await output;
-      const exit = await tool.done.then(() => undefined, (err: Error) => err);
-      if (exit && !text) throw exit; // it never ran
-      // A whole file's ends first (clearer for a cut file or another kind); a streamed copy's only once
-      // the verdict is in, since tee stops writing it when the check stops on damage.
-      let ends = options.fromInput ? undefined : await readRdbEnds(rdbFile);
-      // The printed verdict before the exit code: it says more (and a bad CRC exits 0).
-      const parsed = parseCheckOutput(text, rdbFile);
-      if (exit) throw exit;
-      ends ??= await readRdbEnds(rdbFile);
-      const counted = await resizeDbCounts(rdbFile, parsed.selects);
-      const databases = counted ?? (await countKeysByLoading(rdbFile, options));
-      const keys = Object.values(databases).reduce((n, d) => n + d.keys, 0);
-      if (counted && keys !== parsed.keys) {
-        throw new IntegrityError(`${rdbFile}: its RESIZEDB records count ${keys} keys, redis-check-rdb read ${parsed.keys}`);
+      const parsed = await check.verdict();
+      const { rdbVersion, rawBytes } = ends.finish();
+      const databases: RdbVerification['databases'] = {};
+      const offset = parsed.selects.get(db);
+      if (parsed.selects.size === 1 && offset !== undefined) databases[db] = { keys: parsed.keys, expires: parsed.expires };
+      else if (offset !== undefined) {
+        const counts = finder.countsAt(offset);
+        if (!counts) {
+          const why = finder.overflowed ? `its values hold more than ${ResizeDbFinder.MAX_CANDIDATES} look-alikes of the record` : 'it has no RESIZEDB record (a Redis older than 3.2)';
+          throw new IntegrityError(`${what} holds ${parsed.selects.size} databases and the key count of db ${db} cannot be read from it: ${why}`);
+        }
+        if (counts.keys > parsed.keys) throw new IntegrityError(`${what}: its RESIZEDB record counts ${counts.keys} keys in db ${db}, redis-check-rdb read ${parsed.keys} in all`);
+        databases[db] = counts;
       }
-      return { ...ends, keys, databases, checkMs: Date.now() - started };
+      return { rdbVersion, bytes: rawBytes, keys: parsed.keys, databases, checkMs: Date.now() - started };
     },
   };
-}
-
-/** `startRdbCheck` of a whole file. The file is only read. */
-export async function verifyRdb(rdbFile: string, options: RdbCheckOptions = {}): Promise<RdbVerification> {
-  return startRdbCheck(rdbFile, options).result();
 }
 
 // ---------------------------------------------------------------- RDB restore (a server opsflow manages)
