@@ -174,7 +174,8 @@ export function downloadArtifact(artifact: ArtifactRef, options: ArtifactOptions
     if (bytes === artifact.storedBytes && sha256 !== artifact.sha256) {
       throw new IntegrityError(`backup object ${artifact.key} is corrupt: its SHA-256 is ${sha256.slice(0, 12)}…, the manifest says ${artifact.sha256.slice(0, 12)}…`);
     }
-    if (fed.status === 'rejected') throw fed.reason;
+    // A segment that fails authentication stops the read early; its error is about this object.
+    if (fed.status === 'rejected') throw fed.reason instanceof IntegrityError ? new IntegrityError(`backup object ${artifact.key}: ${fed.reason.message}`) : fed.reason;
     if (bytes !== artifact.storedBytes) {
       throw new IntegrityError(`backup object ${artifact.key} has ${bytes} bytes, the manifest says ${artifact.storedBytes}: truncated or replaced`);
     }

@@ -216,7 +216,8 @@ export function describeManifest(m: Manifest, extra: { pinned?: { by?: string; r
     text += `    ${componentDetail(c)}\n`;
     text += `    ${c.key}\n`;
     for (const part of c.kind === 'postgres' ? (c.dataParts ?? []) : []) {
-      text += `    ${part.key}  ${formatBytes(part.storedBytes)}: rows of ${part.tables.join(', ') || 'no table'}${part.rest ? ', sequences and large objects' : ''}\n`;
+      const pages = part.rows ? ` in heap pages ${part.rows.fromPage} to ${part.rows.toPage === undefined ? 'the end' : part.rows.toPage - 1}` : '';
+      text += `    ${part.key}  ${formatBytes(part.storedBytes)}: rows of ${part.tables.join(', ') || 'no table'}${pages}${part.rest ? ', sequences and large objects' : ''}\n`;
     }
     if (extra.verification?.components[c.name]) text += `    verified: ${extra.verification.components[c.name]}\n`;
   }

@@ -6,22 +6,27 @@
  * A database of `splitFromBytes` or more is split (format
  * `pg_dump-custom-split`): one archive of its schema, and `jobs` archives of
  * its rows, the tables shared out by size, all dumped at once from the same
- * snapshot. A restore loads the schema's pre-data section, then the data
- * parts in parallel, then the post-data section (indexes, constraints,
- * triggers): what pg_restore -j does, which needs a seekable file, done
- * over streams.
+ * snapshot. A table bigger than a part's share is not one archive but
+ * several row ranges (COPY text of its heap pages, in the same snapshot), so
+ * it loads in parallel too. A restore loads the schema's pre-data section,
+ * then the data parts in parallel, then the post-data section (indexes,
+ * constraints, triggers): what pg_restore -j does, which needs a seekable
+ * file, done over streams, and without waiting on one big table.
  */
 import type { Readable } from 'node:stream';
-import { databaseOf, withDatabase, type DumpSection } from '../../src/adapters/postgres.ts';
+import type pg from 'pg';
+import { databaseOf, withDatabase, type DumpSection, type RowRange, type TableRef } from '../../src/adapters/postgres.ts';
 import { ConflictError, IntegrityError, NotFoundError } from '../../src/errors.ts';
 import { compareRowCounts, describeRowCountMismatches } from '../../src/domain/manifest.ts';
 import { recoveryDatabaseName, retiredDatabaseName, scratchDatabaseName } from '../../src/domain/names.ts';
-import { splitTables } from '../../src/domain/split.ts';
+import { pageRanges, splitTables } from '../../src/domain/split.ts';
 import { consumeDownload, downloadArtifact, uploadArtifact, type ArtifactOptions, type ArtifactRef } from '../artifacts.ts';
 import { shareOf } from '../progress.ts';
 import { describeCounts, type ComponentOf, type ConfigOf, type Driver, type DriverContext } from './driver.ts';
 
 type PostgresComponent = ComponentOf<'postgres'>;
+type TableSize = TableRef & { bytes: number };
+type DataPart = NonNullable<PostgresComponent['dataParts']>[number];
 
 /** The live, recovery and retired database names of a restore into `ctx.system`. */
 function namesFor(ctx: DriverContext, tag: string) {
@@ -63,6 +68,25 @@ async function allOrNone<T>(ctx: DriverContext, tasks: ((options: ArtifactOption
   return results.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
+/**
+ * The row ranges the first part's table is cut into when it is that part's
+ * only table and bigger than a part's share (`pageRanges`); undefined when it
+ * stays whole. The last part always stays a pg_dump archive (it takes
+ * sequences and large objects), so there must be another. Not on a server
+ * older than 14, which would scan the whole table once per range.
+ */
+async function rowRanges(ctx: DriverContext, client: pg.Client, parts: TableSize[][]): Promise<RowRange[] | undefined> {
+  const first = parts[0]!;
+  if (parts.length < 2 || first.length !== 1) return undefined;
+  const table = first[0]!;
+  const layout = await ctx.postgres.tableLayout(client, table);
+  if (!layout.tidRangeScans || layout.columns.length === 0) return undefined;
+  const totalBytes = parts.flat().reduce((n, t) => n + t.bytes, 0);
+  const ranges = pageRanges(layout.pages, table.bytes, totalBytes, parts.length);
+  if (ranges.length < 2) return undefined;
+  return ranges.map((pages) => ({ table: { schema: table.schema, name: table.name }, columns: layout.columns, encoding: layout.encoding, ...pages }));
+}
+
 /** The whole database into `key` (one archive), or split into a schema and data parts beside it. */
 async function dump(ctx: DriverContext, config: ConfigOf<'postgres'>, key: string) {
   const { systems, postgres, system } = ctx;
@@ -74,28 +98,43 @@ async function dump(ctx: DriverContext, config: ConfigOf<'postgres'>, key: strin
     const extraArgs = systems.postgresDumpArgs(system);
     // The user's own pg_dump flags may select tables; the split would not know which, so it is left to them.
     const split = config.jobs > 1 && extraArgs.length === 0 && Number(size) >= config.splitFromBytes;
+    // What each data part holds: pg_dump archives of whole tables, or COPY text of one big table's row ranges.
     const parts = split ? splitTables(await postgres.tableSizes(client), config.jobs) : [];
+    const ranges = split ? await rowRanges(ctx, client, parts) : undefined;
+    const sources: { tables: TableRef[]; range?: RowRange }[] = [
+      ...(ranges ? ranges.map((range) => ({ tables: [range.table], range })) : parts.slice(0, 1).map((tables) => ({ tables }))),
+      ...parts.slice(1).map((tables) => ({ tables })),
+    ];
     const rowCounts = postgres.rowCounts(client);
     rowCounts.catch(() => undefined); // awaited below; if an upload fails first, not at all
 
-    const upload = (objectKey: string, selection: Omit<Parameters<typeof postgres.startDump>[1], 'snapshot' | 'signal'>) => (options: ArtifactOptions) => {
-      const pgDump = postgres.startDump(url, { ...selection, snapshot, signal: options.signal });
-      return uploadArtifact(objectKey, pgDump.stdout, pgDump.done, options);
+    type Producer = { stdout: Readable; done: Promise<unknown> };
+    const upload = (objectKey: string, start: (signal?: AbortSignal) => Producer) => (options: ArtifactOptions) => {
+      const producer = start(options.signal);
+      return uploadArtifact(objectKey, producer.stdout, producer.done, options);
     };
     if (!split) {
-      const stored = await upload(key, { extraArgs })(ctx.artifacts);
+      const stored = await upload(key, (signal) => postgres.startDump(url, { extraArgs, snapshot, signal }))(ctx.artifacts);
       return { stored, serverVersion, rowCounts: await rowCounts };
     }
     const others = parts.slice(0, -1).flat();
     const [stored, ...dataParts] = await allOrNone(ctx, [
-      upload(key, { sections: ['pre-data', 'post-data'] }),
-      ...parts.map((tables, i) => upload(dataPartKey(key, i + 1), { sections: ['data'], ...(i === parts.length - 1 ? { withoutRowsOf: others } : { tables }) })),
+      upload(key, (signal) => postgres.startDump(url, { sections: ['pre-data', 'post-data'], snapshot, signal })),
+      ...sources.map(({ tables, range }, i) =>
+        upload(dataPartKey(key, i + 1), (signal) => {
+          if (range) return postgres.startCopyOut(url, range, { snapshot, signal });
+          return postgres.startDump(url, { sections: ['data'], ...(i === sources.length - 1 ? { withoutRowsOf: others } : { tables }), snapshot, signal });
+        })),
     ]);
-    const described = dataParts.map(({ key, compression, encrypted, rawBytes, storedBytes, sha256 }, i) => ({
-      key, compression, encrypted, rawBytes, storedBytes, sha256,
-      tables: parts[i]!.map((t) => `${t.schema}.${t.name}`),
-      rest: i === parts.length - 1,
-    }));
+    const described = dataParts.map(({ key, compression, encrypted, rawBytes, storedBytes, sha256 }, i) => {
+      const { tables, range } = sources[i]!;
+      return {
+        key, compression, encrypted, rawBytes, storedBytes, sha256,
+        tables: tables.map((t) => `${t.schema}.${t.name}`),
+        rest: i === sources.length - 1,
+        ...(range ? { rows: { ...range.table, columns: range.columns, fromPage: range.fromPage, toPage: range.toPage, encoding: range.encoding } } : {}),
+      };
+    });
     return { stored: stored!, serverVersion, rowCounts: await rowCounts, dataParts: described };
   } finally {
     await client.end().catch(() => undefined);
@@ -108,10 +147,14 @@ export async function loadInto(ctx: DriverContext, component: PostgresComponent,
   await postgres.dropDatabase(url, database);
   await postgres.createDatabase(url, database);
   const target = withDatabase(url, database);
-  // zstd writes straight into pg_restore: the decompressed archive never passes through the worker.
-  const load = (object: ArtifactRef, section?: DumpSection) => (options: ArtifactOptions) =>
-    consumeDownload(downloadArtifact(object, options, { toProcess: true }), (stream: Readable) =>
-      postgres.startRestore(target, stream, { section, signal: options.signal, fromProcess: true }).done);
+  // zstd writes straight into pg_restore (or psql): the decompressed data never passes through the worker.
+  const load = (object: ArtifactRef & { rows?: DataPart['rows'] }, section?: DumpSection) => (options: ArtifactOptions) =>
+    consumeDownload(downloadArtifact(object, options, { toProcess: true }), (stream: Readable) => {
+      const { signal } = options;
+      if (!object.rows) return postgres.startRestore(target, stream, { section, signal, fromProcess: true }).done;
+      const { schema, name, ...range } = object.rows;
+      return postgres.startCopyIn(target, { table: { schema, name }, ...range }, stream, { signal }).done;
+    });
   let actual: Record<string, number>;
   if (!component.dataParts) {
     await load(component)(ctx.artifacts);

@@ -79,9 +79,31 @@ export interface TableRef {
   name: string;
 }
 
-/** A pg_dump pattern matching exactly this table: each name in double quotes, where pattern characters are literal. */
-function exactTablePattern(table: TableRef): string {
+/**
+ * Rows of one table whose heap page is in [fromPage, toPage) (to its end
+ * without `toPage`), as the text of `COPY … TO STDOUT` in `encoding`: how a
+ * split backup shares one big table's rows among parts. `columns` are those
+ * that hold data (generated and dropped ones left out), in order.
+ */
+export interface RowRange {
+  table: TableRef;
+  columns: string[];
+  fromPage: number;
+  toPage?: number;
+  encoding: string;
+}
+
+/** The text forms pg_dump writes rows in and pg_restore reads them back with, for a COPY of our own. */
+const COPY_SESSION = ['SET DateStyle = ISO', 'SET IntervalStyle = postgres', 'SET extra_float_digits = 3', 'SET xmloption = content', 'SET row_security = off'];
+
+/** The table's name in SQL, and a pg_dump pattern matching exactly it: each name in double quotes, where pattern characters are literal. */
+function qualified(table: TableRef): string {
   return `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`;
+}
+
+/** psql running `commands` in one session, quietly (the rows alone on stdout), stopping at the first error. */
+function psqlArgs(url: string, commands: string[]): string[] {
+  return ['--no-psqlrc', '--quiet', '--no-password', '--set=ON_ERROR_STOP=1', `--dbname=${databaseOf(url)}`, ...commands.flatMap((c) => ['--command', c])];
 }
 
 export class PostgresAdapter {
@@ -192,8 +214,8 @@ export class PostgresAdapter {
     const args = ['--format=custom', '--compress=0', '--no-password'];
     if (options.snapshot) args.push(`--snapshot=${options.snapshot}`);
     for (const section of options.sections ?? []) args.push(`--section=${section}`);
-    for (const table of options.tables ?? []) args.push(`--table=${exactTablePattern(table)}`);
-    for (const table of options.withoutRowsOf ?? []) args.push(`--exclude-table-data=${exactTablePattern(table)}`);
+    for (const table of options.tables ?? []) args.push(`--table=${qualified(table)}`);
+    for (const table of options.withoutRowsOf ?? []) args.push(`--exclude-table-data=${qualified(table)}`);
     args.push(...(options.extraArgs ?? []));
     const tool = startTool(this.bin('pg_dump'), args, {
       env: libpqEnv(url),
@@ -201,6 +223,53 @@ export class PostgresAdapter {
       signal: options.signal,
     });
     return { ...tool, stdout: tool.child.stdout! };
+  }
+
+  /**
+   * How many heap pages `table` has and its columns that hold data, as
+   * `RowRange` wants them; `tidRangeScans`: the server reads a range of pages
+   * alone (PostgreSQL 14 on), where older ones scan the whole table for each.
+   */
+  async tableLayout(client: pg.Client, table: TableRef): Promise<{ pages: number; columns: string[]; encoding: string; tidRangeScans: boolean }> {
+    const r = await client.query<{ pages: string; columns: string[]; encoding: string; tidRangeScans: boolean }>(
+      `SELECT (pg_relation_size($1::regclass, 'main') / current_setting('block_size')::int)::text AS pages,
+              current_setting('server_encoding') AS encoding,
+              current_setting('server_version_num')::int >= 140000 AS "tidRangeScans",
+              ARRAY(SELECT attname::text FROM pg_attribute
+                     WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+                     ORDER BY attnum) AS columns`,
+      [qualified(table)],
+    );
+    const row = r.rows[0]!;
+    return { ...row, pages: Number(row.pages) };
+  }
+
+  /**
+   * psql writing the rows of `range` to its stdout, in the exported
+   * `snapshot` (so they are the same rows pg_dump sees). A TID range scan
+   * reads only those pages (PostgreSQL 14 and later).
+   */
+  startCopyOut(url: string, range: RowRange, options: { snapshot: string; signal?: AbortSignal }): Tool & { stdout: Readable } {
+    const where = [`ctid >= '(${range.fromPage},0)'::tid`, ...(range.toPage === undefined ? [] : [`ctid < '(${range.toPage},0)'::tid`])].join(' AND ');
+    const select = `SELECT ${range.columns.map(quoteIdent).join(', ')} FROM ONLY ${qualified(range.table)} WHERE ${where}`;
+    const tool = startTool(this.bin('psql'), psqlArgs(url, [
+      'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+      `SET TRANSACTION SNAPSHOT '${options.snapshot}'`,
+      `SET client_encoding = '${range.encoding}'`,
+      ...COPY_SESSION,
+      `COPY (${select}) TO STDOUT`,
+      'COMMIT',
+    ]), { env: libpqEnv(url), stdio: ['ignore', 'pipe', 'pipe'], signal: options.signal });
+    return { ...tool, stdout: tool.child.stdout! };
+  }
+
+  /** psql loading rows that `startCopyOut` wrote, read from `input` (another process's stdout), into `url`'s database. */
+  startCopyIn(url: string, range: RowRange, input: Readable, options: { signal?: AbortSignal }): Tool {
+    return startTool(this.bin('psql'), psqlArgs(url, [
+      `SET client_encoding = '${range.encoding}'`,
+      ...COPY_SESSION,
+      `COPY ${qualified(range.table)} (${range.columns.map(quoteIdent).join(', ')}) FROM STDIN`,
+    ]), { env: libpqEnv(url), stdio: [input, 'ignore', 'pipe'], signal: options.signal, onFailure: (message) => new IntegrityError(message) });
   }
 
   /**

@@ -38,6 +38,21 @@ export const postgresDataPartSchema = z.object({
   /** The tables (`schema.table`) whose rows it holds; `rest`: also every other table's, the sequences' positions and large objects. */
   tables: z.array(z.string()),
   rest: z.boolean(),
+  /**
+   * Set when the part is not a pg_dump archive but the rows of one big table
+   * (`tables[0]`) whose heap page is in [fromPage, toPage), as COPY text in
+   * `encoding`: how such a table is shared among parts.
+   */
+  rows: z
+    .object({
+      schema: z.string(),
+      name: z.string(),
+      columns: z.array(z.string()),
+      fromPage: z.number().int().nonnegative(),
+      toPage: z.number().int().positive().optional(),
+      encoding: z.string(),
+    })
+    .optional(),
 });
 
 export const postgresComponentSchema = z

@@ -81,17 +81,27 @@ describe('PostgreSQL backup and restore round trip', () => {
     assert.notDeepEqual(await tableChecksums(DB), checksums, 'live database keeps the later write');
   });
 
-  it('split by tables: parts of one snapshot, encrypted, restored in parallel into a new database, identical', async () => {
+  it('split: the largest table in row ranges, the others by table, one snapshot, encrypted, restored in parallel into a new database, identical', async () => {
     const live = { checksums: await tableChecksums(DB), schema: schemaOf(DB) };
     const backup = await (await opsflow.startBackup({ system: 'shopsplit' })).result();
     const pgc = findComponent(backup.manifest!, 'postgres') as PostgresComponent;
     assert.equal(pgc.format, 'pg_dump-custom-split');
     const parts = pgc.dataParts!;
-    assert.equal(parts.length, SPLIT.jobs);
-    assert.deepEqual(parts[0]!.tables, ['app.documents'], 'the largest table has a part of its own');
-    assert.deepEqual(parts.map((p) => p.rest), [false, false, true], 'the last part takes every other table');
-    const named = parts.flatMap((p) => p.tables);
-    assert.equal(new Set(named).size, named.length, 'no table in two parts');
+    // The largest table is more than a part's share: its rows are cut into ranges of heap pages, end to end.
+    const ranges = parts.filter((p) => p.rows);
+    assert.ok(ranges.length >= 2 && ranges.length <= SPLIT.jobs, `${ranges.length} row ranges`);
+    assert.deepEqual(parts.slice(0, ranges.length), ranges, 'the ranges come first');
+    for (const [i, range] of ranges.entries()) {
+      assert.deepEqual(range.tables, ['app.documents']);
+      assert.equal(range.rows!.fromPage, i === 0 ? 0 : ranges[i - 1]!.rows!.toPage);
+      assert.equal(range.rows!.toPage === undefined, i === ranges.length - 1, 'only the last range is open-ended');
+      assert.ok(!range.rows!.columns.includes('title_length') && !range.rows!.columns.includes('draft'), 'no generated or dropped column is copied');
+    }
+    const archives = parts.slice(ranges.length);
+    assert.deepEqual(archives.map((p) => p.rest), [false, true], 'then pg_dump archives, the last taking every other table');
+    const named = archives.flatMap((p) => p.tables);
+    assert.equal(new Set(named).size, named.length, 'no table in two archives');
+    assert.ok(!named.includes('app.documents'));
     assert.ok(named.every((t) => t in pgc.rowCounts));
     for (const object of [pgc, ...parts]) {
       assert.ok(object.encrypted && object.key.endsWith('.enc'), `${object.key} is encrypted`);
@@ -99,8 +109,9 @@ describe('PostgreSQL backup and restore round trip', () => {
     }
     assert.ok(componentStoredBytes(pgc) > pgc.storedBytes + parts[0]!.storedBytes);
     const described = describeManifest(backup.manifest!);
-    assert.match(described, /schema and rows in 3 parts, restored in parallel/);
+    assert.match(described, new RegExp(`schema and rows in ${parts.length} parts, restored in parallel`));
     for (const part of parts) assert.ok(described.includes(part.key), `backups describe lists ${part.key}`);
+    assert.match(described, new RegExp(`rows of app\\.documents in heap pages 0 to ${ranges[0]!.rows!.toPage! - 1}\\n`));
 
     const restored = await (await opsflow.startRestore({ system: 'shopsplit', backup: backup.backupId, into: 'rt_split_copy' })).result();
     assert.equal(restored.plan.mode, 'into');

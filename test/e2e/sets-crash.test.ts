@@ -50,7 +50,8 @@ const BULK = { count: 1000, bytes: 4000 };
 /**
  * Component names in set order, their object names in the set's folder, and
  * the object that holds the bulk. The database is split: a schema object and
- * 2 data parts, the first of them app.blobs' rows (the largest table).
+ * 3 data parts, the first two app.blobs' rows (the largest table, in 2 row
+ * ranges, written and read back with COPY), the last the other tables'.
  */
 const COMPONENTS = [
   { name: 'postgres', file: 'postgres.dump.zst.enc', bulk: 'postgres.data-1.dump.zst.enc' },
@@ -268,8 +269,8 @@ describe('worker killed mid-backup and mid-restore of a set, every component kin
     const keys = COMPONENTS.map((c) => folder + c.file);
     assert.deepEqual(manifest.components.map((c) => c.key), keys);
     const pgParts = (manifest.components[0] as PostgresComponent).dataParts ?? [];
-    assert.deepEqual(pgParts.map((p) => p.key), [1, 2].map((n) => `${folder}postgres.data-${n}.dump.zst.enc`), 'the database in a schema object and 2 data parts');
-    assert.deepEqual(pgParts[0]!.tables, ['app.blobs']);
+    assert.deepEqual(pgParts.map((p) => p.key), [1, 2, 3].map((n) => `${folder}postgres.data-${n}.dump.zst.enc`), 'the database in a schema object and 3 data parts');
+    assert.deepEqual(pgParts.map((p) => p.rows && p.tables), [['app.blobs'], ['app.blobs'], undefined], "app.blobs' rows in 2 ranges, then an archive of the rest");
     const objects = manifest.components.flatMap((c) => objectsOf(c));
     assert.deepEqual(await listKeys(`${setup.prefix}/`), [...objects.map((o) => o.key), `${folder}manifest.json`].sort(), 'one set: its objects and one manifest, nothing else');
     for (const o of objects) {

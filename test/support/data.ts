@@ -49,7 +49,9 @@ export function postgresOn(serverUrl: () => string) {
         body text,
         payload bytea,
         tags text[],
-        meta jsonb
+        meta jsonb,
+        draft text,
+        title_length int GENERATED ALWAYS AS (length(title)) STORED
       );
       CREATE INDEX documents_user_idx ON app.documents(user_id);
       CREATE INDEX documents_meta_idx ON app.documents USING gin (meta);
@@ -75,6 +77,7 @@ export function postgresOn(serverUrl: () => string) {
                decode(md5(g::text) || md5((g * 7)::text), 'hex') || '\\x00ff00'::bytea,
                ARRAY['t' || g % 5, 'tag ✓'], jsonb_build_object('n', g, 'even', g % 2 = 0, 'name', 'Zoë ' || g)
         FROM generate_series(1, ${rows}) g;
+      ALTER TABLE app.documents DROP COLUMN draft; -- a dropped column: a copy of the rows must leave it out
       INSERT INTO audit.events (kind, at) SELECT 'login', '2026-01-01T00:00:00Z'::timestamptz + g * interval '1 minute' FROM generate_series(1, 500) g;
       INSERT INTO app."odd.name ""quoted""" (label) SELECT 'label ' || g FROM generate_series(1, 20) g;
       INSERT INTO audit.daily SELECT date '2025-12-01' + g, g FROM generate_series(0, 60) g;
