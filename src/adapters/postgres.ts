@@ -71,6 +71,10 @@ function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
+function quoteLiteral(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
 /** pg_dump's sections: the schema before the rows, the rows, and what is built after them (indexes, constraints, triggers). */
 export type DumpSection = 'pre-data' | 'data' | 'post-data';
 
@@ -254,8 +258,8 @@ export class PostgresAdapter {
     const select = `SELECT ${range.columns.map(quoteIdent).join(', ')} FROM ONLY ${qualified(range.table)} WHERE ${where}`;
     const tool = startTool(this.bin('psql'), psqlArgs(url, [
       'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
-      `SET TRANSACTION SNAPSHOT '${options.snapshot}'`,
-      `SET client_encoding = '${range.encoding}'`,
+      `SET TRANSACTION SNAPSHOT ${quoteLiteral(options.snapshot)}`,
+      `SET client_encoding = ${quoteLiteral(range.encoding)}`,
       ...COPY_SESSION,
       `COPY (${select}) TO STDOUT`,
       'COMMIT',
@@ -266,7 +270,7 @@ export class PostgresAdapter {
   /** psql loading rows that `startCopyOut` wrote, read from `input` (another process's stdout), into `url`'s database. */
   startCopyIn(url: string, range: RowRange, input: Readable, options: { signal?: AbortSignal }): Tool {
     return startTool(this.bin('psql'), psqlArgs(url, [
-      `SET client_encoding = '${range.encoding}'`,
+      `SET client_encoding = ${quoteLiteral(range.encoding)}`,
       ...COPY_SESSION,
       `COPY ${qualified(range.table)} (${range.columns.map(quoteIdent).join(', ')}) FROM STDIN`,
     ]), { env: libpqEnv(url), stdio: [input, 'ignore', 'pipe'], signal: options.signal, onFailure: (message) => new IntegrityError(message) });

@@ -50,7 +50,7 @@ export const postgresDataPartSchema = z.object({
       columns: z.array(z.string()),
       fromPage: z.number().int().nonnegative(),
       toPage: z.number().int().positive().optional(),
-      encoding: z.string(),
+      encoding: z.string().regex(/^\w+$/),
     })
     .optional(),
 });
