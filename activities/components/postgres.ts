@@ -132,7 +132,7 @@ async function dump(ctx: DriverContext, config: ConfigOf<'postgres'>, key: strin
         key, compression, encrypted, rawBytes, storedBytes, sha256,
         tables: tables.map((t) => `${t.schema}.${t.name}`),
         rest: i === sources.length - 1,
-        ...(range ? { rows: { ...range.table, columns: range.columns, fromPage: range.fromPage, toPage: range.toPage, encoding: range.encoding } } : {}),
+        ...(range ? { rows: range } : {}),
       };
     });
     return { stored: stored!, serverVersion, rowCounts: await rowCounts, dataParts: described };
@@ -151,9 +151,8 @@ export async function loadInto(ctx: DriverContext, component: PostgresComponent,
   const load = (object: ArtifactRef & { rows?: DataPart['rows'] }, section?: DumpSection) => (options: ArtifactOptions) =>
     consumeDownload(downloadArtifact(object, options, { toProcess: true }), (stream: Readable) => {
       const { signal } = options;
-      if (!object.rows) return postgres.startRestore(target, stream, { section, signal, fromProcess: true }).done;
-      const { schema, name, ...range } = object.rows;
-      return postgres.startCopyIn(target, { table: { schema, name }, ...range }, stream, { signal }).done;
+      if (object.rows) return postgres.startCopyIn(target, object.rows, stream, { signal }).done;
+      return postgres.startRestore(target, stream, { section, signal, fromProcess: true }).done;
     });
   let actual: Record<string, number>;
   if (!component.dataParts) {

@@ -39,14 +39,14 @@ export const postgresDataPartSchema = z.object({
   tables: z.array(z.string()),
   rest: z.boolean(),
   /**
-   * Set when the part is not a pg_dump archive but the rows of one big table
-   * (`tables[0]`) whose heap page is in [fromPage, toPage), as COPY text in
-   * `encoding`: how such a table is shared among parts.
+   * Set when the part is not a pg_dump archive but the rows of one big
+   * `table` whose heap page is in [fromPage, toPage), as COPY text of
+   * `columns` in `encoding`: how such a table is shared among parts (the
+   * adapter's RowRange, as stored).
    */
   rows: z
     .object({
-      schema: z.string(),
-      name: z.string(),
+      table: z.object({ schema: z.string(), name: z.string() }),
       columns: z.array(z.string()),
       fromPage: z.number().int().nonnegative(),
       toPage: z.number().int().positive().optional(),
