@@ -13,15 +13,19 @@
  * constraints, triggers): what pg_restore -j does, which needs a seekable
  * file, done over streams, and without waiting on one big table.
  */
+import { createWriteStream } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type pg from 'pg';
-import { databaseOf, withDatabase, type DumpSection, type RowRange, type TableRef } from '../../src/adapters/postgres.ts';
+import { databaseOf, withDatabase, type RowRange, type TableRef } from '../../src/adapters/postgres.ts';
 import { ConflictError, IntegrityError, NotFoundError } from '../../src/errors.ts';
 import { compareRowCounts, describeRowCountMismatches } from '../../src/domain/manifest.ts';
 import { recoveryDatabaseName, retiredDatabaseName, scratchDatabaseName } from '../../src/domain/names.ts';
 import { pageRanges, splitTables } from '../../src/domain/split.ts';
 import { consumeDownload, downloadArtifact, uploadArtifact, type ArtifactOptions, type ArtifactRef } from '../artifacts.ts';
 import { shareOf } from '../progress.ts';
+import { withScratchDir } from '../../src/scratch.ts';
 import { describeCounts, type ComponentOf, type ConfigOf, type Driver, type DriverContext } from './driver.ts';
 
 type PostgresComponent = ComponentOf<'postgres'>;
@@ -144,36 +148,66 @@ async function dump(ctx: DriverContext, config: ConfigOf<'postgres'>, key: strin
 /** pg_restore of the component into `database` (made anew, so a retry starts clean), then its row counts checked. */
 export async function loadInto(ctx: DriverContext, component: PostgresComponent, url: string, database: string): Promise<Record<string, number>> {
   const { postgres } = ctx;
-  await postgres.dropDatabase(url, database);
-  await postgres.createDatabase(url, database);
+  const recreate = async () => {
+    await postgres.dropDatabase(url, database);
+    await postgres.createDatabase(url, database);
+  };
   const target = withDatabase(url, database);
   // zstd writes straight into pg_restore (or psql): the decompressed data never passes through the worker.
-  const load = (object: ArtifactRef & { rows?: DataPart['rows'] }, section?: DumpSection) => (options: ArtifactOptions) =>
-    consumeDownload(downloadArtifact(object, options, { toProcess: true }), (stream: Readable) => {
-      const { signal } = options;
-      if (object.rows) return postgres.startCopyIn(target, object.rows, stream, { signal }).done;
-      return postgres.startRestore(target, stream, { section, signal, fromProcess: true }).done;
-    });
-  let actual: Record<string, number>;
-  if (!component.dataParts) {
-    await load(component)(ctx.artifacts);
-    actual = await postgres.rowCountsOf(target);
-  } else {
-    // The schema object is small: read once for each of its two sections.
-    await load(component, 'pre-data')(withOwnProgress(ctx));
-    await allOrNone(ctx, component.dataParts.map((part) => load(part)));
-    // Every row is in: count them while the indexes are built (post-data adds no rows).
-    const [indexed, counted] = await Promise.allSettled([
-      load(component, 'post-data')(withOwnProgress(ctx)),
-      postgres.rowCountsOf(target),
-    ]);
-    if (indexed.status === 'rejected') throw indexed.reason;
-    if (counted.status === 'rejected') throw counted.reason;
-    actual = counted.value;
+  const restoreArchive = (object: ArtifactRef) => (options: ArtifactOptions) =>
+    consumeDownload(downloadArtifact(object, options, { toProcess: true }), (stream: Readable) =>
+      postgres.startRestore(target, stream, { signal: options.signal, fromProcess: true }).done);
+  const { dataParts } = component;
+  if (!dataParts) {
+    await recreate();
+    await restoreArchive(component)(ctx.artifacts);
+    return checkedRowCounts(component, await postgres.rowCountsOf(target));
   }
+  // A row range's rows are counted by the server as they go in (COPY's
+  // count): only the other tables are counted after, so the biggest table is
+  // not scanned again while its indexes are built.
+  const copied: Record<string, number> = {};
+  const loadPart = (part: DataPart) => async (options: ArtifactOptions) => {
+    if (!part.rows) return restoreArchive(part)(options);
+    const { rows } = part;
+    const stored = await consumeDownload(downloadArtifact(part, options, { toProcess: true }), (stream: Readable) =>
+      postgres.copyIn(target, rows, stream, { signal: options.signal }).rows);
+    const table = `${rows.table.schema}.${rows.table.name}`;
+    copied[table] = (copied[table] ?? 0) + stored;
+  };
+  // The schema archive is small: fetched once, while the database is made,
+  // and kept on disk for its two sections.
+  return withScratchDir('schema', async (dir) => {
+    const schema = { file: join(dir, 'schema.dump') };
+    await allSettledOrThrow([
+      recreate(),
+      consumeDownload(downloadArtifact(component, withOwnProgress(ctx)), (stream: Readable) => pipeline(stream, createWriteStream(schema.file))),
+    ]);
+    const { signal } = ctx;
+    await postgres.startRestore(target, schema, { section: 'pre-data', signal }).done;
+    await allOrNone(ctx, dataParts.map(loadPart));
+    // Every row is in: count them while the indexes are built (post-data adds no rows).
+    const [, counted] = await allSettledOrThrow([
+      postgres.startRestore(target, schema, { section: 'post-data', signal }).done,
+      postgres.rowCountsOf(target, new Set(Object.keys(copied))),
+    ]);
+    return checkedRowCounts(component, { ...counted, ...copied });
+  });
+}
+
+/** The row counts found, once they match the manifest's. */
+function checkedRowCounts(component: PostgresComponent, actual: Record<string, number>): Record<string, number> {
   const mismatches = compareRowCounts(component.rowCounts, actual);
   if (mismatches.length > 0) throw new IntegrityError(describeRowCountMismatches(mismatches));
   return actual;
+}
+
+/** Waits for every promise (nothing left running), then throws the first failure. */
+async function allSettledOrThrow<T extends readonly unknown[]>(promises: [...{ [K in keyof T]: Promise<T[K]> }]): Promise<T> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 export const postgresDriver: Driver<'postgres'> = {

@@ -5,6 +5,7 @@
  */
 import pg from 'pg';
 import { pipeline, type Readable } from 'node:stream';
+import { text } from 'node:stream/consumers';
 import {
   ConflictError,
   NotFoundError,
@@ -155,8 +156,8 @@ export class PostgresAdapter {
     });
   }
 
-  /** Exact row counts of every ordinary table, in the client's current transaction. */
-  async rowCounts(client: pg.Client): Promise<Record<string, number>> {
+  /** Exact row counts of every ordinary table but those in `skip` (`schema.name`), in the client's current transaction. */
+  async rowCounts(client: pg.Client, skip: ReadonlySet<string> = new Set()): Promise<Record<string, number>> {
     const tables = await client.query<{ schema: string; name: string }>(
       `SELECT n.nspname AS schema, c.relname AS name
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -166,14 +167,15 @@ export class PostgresAdapter {
     );
     const counts: Record<string, number> = {};
     for (const t of tables.rows) {
+      if (skip.has(`${t.schema}.${t.name}`)) continue;
       const r = await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${quoteIdent(t.schema)}.${quoteIdent(t.name)}`);
       counts[`${t.schema}.${t.name}`] = Number(r.rows[0]!.n);
     }
     return counts;
   }
 
-  async rowCountsOf(url: string): Promise<Record<string, number>> {
-    return this.withClient(url, (c) => this.rowCounts(c));
+  async rowCountsOf(url: string, skip?: ReadonlySet<string>): Promise<Record<string, number>> {
+    return this.withClient(url, (c) => this.rowCounts(c, skip));
   }
 
   /**
@@ -267,32 +269,46 @@ export class PostgresAdapter {
     return { ...tool, stdout: tool.child.stdout! };
   }
 
-  /** psql loading rows that `startCopyOut` wrote, read from `input` (another process's stdout), into `url`'s database. */
-  startCopyIn(url: string, range: RowRange, input: Readable, options: { signal?: AbortSignal }): Tool {
-    return startTool(this.bin('psql'), psqlArgs(url, [
+  /**
+   * psql loading rows that `startCopyOut` wrote, read from `input` (another
+   * process's stdout), into `url`'s database. `rows`: how many the server
+   * says the COPY stored (psql's ROW_COUNT).
+   */
+  copyIn(url: string, range: RowRange, input: Readable, options: { signal?: AbortSignal }): { rows: Promise<number> } {
+    const tool = startTool(this.bin('psql'), psqlArgs(url, [
       `SET client_encoding = ${quoteLiteral(range.encoding)}`,
       ...COPY_SESSION,
       `COPY ${qualified(range.table)} (${range.columns.map(quoteIdent).join(', ')}) FROM STDIN`,
-    ]), { env: libpqEnv(url), stdio: [input, 'ignore', 'pipe'], signal: options.signal, onFailure: (message) => new IntegrityError(message) });
+      '\\echo copied :ROW_COUNT',
+    ]), { env: libpqEnv(url), stdio: [input, 'pipe', 'pipe'], keepOutput: true, signal: options.signal, onFailure: (message) => new IntegrityError(message) });
+    const rows = Promise.all([text(tool.output!), tool.done]).then(([out]) => {
+      const copied = /^copied (\d+)$/m.exec(out);
+      if (!copied) throw new IntegrityError(`psql did not say how many rows of ${qualified(range.table)} it stored: ${JSON.stringify(out.slice(0, 200))}`);
+      return Number(copied[1]);
+    });
+    return { rows };
   }
 
   /**
    * pg_restore reading a custom-format archive from `input` into `url`'s
    * database. Stops at the first error, so a partial restore is never reported
-   * as success. `fromProcess`: `input` is another process's stdout, handed
-   * over as pg_restore's stdin, so the archive never passes through Node;
-   * otherwise it is piped, and may be any stream.
+   * as success. `input` is a stream or an archive on disk. `fromProcess`: the
+   * stream is another process's stdout, handed over as pg_restore's stdin, so
+   * the archive never passes through Node; otherwise it is piped, and may be
+   * any stream.
    */
-  startRestore(url: string, input: Readable, options: { section?: DumpSection; signal?: AbortSignal; fromProcess?: boolean }): Tool {
+  startRestore(url: string, input: Readable | { file: string }, options: { section?: DumpSection; signal?: AbortSignal; fromProcess?: boolean }): Tool {
     const args = ['--exit-on-error', '--no-password', `--dbname=${databaseOf(url)}`];
     if (options.section) args.push(`--section=${options.section}`);
+    const fromFile = 'file' in input;
+    if (fromFile) args.push(input.file);
     const tool = startTool(this.bin('pg_restore'), args, {
       env: libpqEnv(url),
-      stdio: [options.fromProcess ? input : 'pipe', 'ignore', 'pipe'],
+      stdio: [fromFile ? 'ignore' : options.fromProcess ? input : 'pipe', 'ignore', 'pipe'],
       signal: options.signal,
       onFailure: (message) => new IntegrityError(message),
     });
-    if (!options.fromProcess) pipeline(input, tool.child.stdin!, () => undefined);
+    if (!fromFile && !options.fromProcess) pipeline(input, tool.child.stdin!, () => undefined);
     return tool;
   }
 

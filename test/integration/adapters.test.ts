@@ -1,21 +1,23 @@
 /**
  * The adapters against the real peers: S3 multipart uploads that fail or are
  * aborted leave nothing behind; PostgreSQL errors are typed (unavailable vs
- * rejected vs not found); renames are idempotent and refuse to clobber.
+ * rejected vs not found); renames are idempotent and refuse to clobber; a
+ * table copied in heap-page ranges arrives whole, each range counted.
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, createHash } from 'node:crypto';
 import { bedStore, pgUrl } from '../support/bed.ts';
 import { dropDatabase, sql } from '../support/data.ts';
-import { PostgresAdapter } from '../../src/adapters/postgres.ts';
+import { PostgresAdapter, type RowRange } from '../../src/adapters/postgres.ts';
+import { spawn } from 'node:child_process';
 import { ConflictError, NotFoundError, PeerRejectedError, PeerUnavailableError } from '../../src/errors.ts';
 
 const prefix = `integration/${randomBytes(3).toString('hex')}`;
 const pg = new PostgresAdapter({ binDir: process.env.OPSFLOW_PG_BIN });
 
 after(async () => {
-  for (const db of ['adapter_a', 'adapter_b', 'adapter_c']) await dropDatabase(db);
+  for (const db of ['adapter_a', 'adapter_b', 'adapter_c', 'adapter_rows_from', 'adapter_rows_to']) await dropDatabase(db);
 });
 
 async function* chunks(total: number, size = 1024 * 1024, failAt?: number): AsyncGenerator<Buffer> {
@@ -93,5 +95,44 @@ describe('PostgreSQL adapter', () => {
     assert.equal(row?.datallowconn, false, 'closeFrom closed it to new connections');
     await assert.rejects(pg.renameDatabase(url, 'adapter_b', 'adapter_c'), ConflictError);
     await assert.rejects(pg.renameDatabase(url, 'adapter_x', 'adapter_y'), NotFoundError);
+  });
+
+  it('copies a table in heap-page ranges, and says how many rows each range stored', async () => {
+    const url = pgUrl('postgres');
+    const [from, to] = ['adapter_rows_from', 'adapter_rows_to'];
+    for (const db of [from, to]) {
+      await dropDatabase(db);
+      await pg.createDatabase(url, db);
+      await sql(db, `CREATE TABLE t (id int, body text, gone int, len int GENERATED ALWAYS AS (length(body)) STORED); ALTER TABLE t DROP COLUMN gone`);
+    }
+    await sql(from, `INSERT INTO t (id, body) SELECT i, repeat(E'\\t\\n' || i, i % 7) FROM generate_series(1, 5000) i`);
+    const { client, snapshot } = await pg.openSnapshot(pgUrl(from));
+    try {
+      const layout = await pg.tableLayout(client, { schema: 'public', name: 't' });
+      assert.deepEqual(layout.columns, ['id', 'body'], 'neither the generated nor the dropped column');
+      const middle = Math.floor(layout.pages / 2);
+      assert.ok(middle > 0, `${layout.pages} pages: enough for two ranges`);
+      const ranges: RowRange[] = [
+        { table: { schema: 'public', name: 't' }, columns: layout.columns, fromPage: 0, toPage: middle, encoding: layout.encoding },
+        { table: { schema: 'public', name: 't' }, columns: layout.columns, fromPage: middle, encoding: layout.encoding },
+      ];
+      const stored: number[] = [];
+      for (const range of ranges) {
+        const out = pg.startCopyOut(pgUrl(from), range, { snapshot });
+        stored.push(await pg.copyIn(pgUrl(to), range, out.stdout, {}).rows);
+        await out.done;
+      }
+      const [first] = await sql<{ n: string }>(from, `SELECT count(*) AS n FROM t WHERE ctid < '(${middle},0)'::tid`);
+      assert.equal(stored[0], Number(first!.n));
+      assert.equal(stored[0]! + stored[1]!, 5000);
+      const [copy] = await sql<{ n: string; sum: string }>(to, 'SELECT count(*) AS n, sum(len) AS sum FROM t');
+      const [orig] = await sql<{ sum: string }>(from, 'SELECT sum(len) AS sum FROM t');
+      assert.deepEqual(copy, { n: '5000', sum: orig!.sum }, 'every row, with its text as it was');
+    } finally {
+      await client.end();
+    }
+    const bad = spawn('printf', ['%s\\t%s\\n', 'not-a-number', 'x'], { stdio: ['ignore', 'pipe', 'ignore'] }).stdout;
+    const range: RowRange = { table: { schema: 'public', name: 't' }, columns: ['id', 'body'], fromPage: 0, encoding: 'UTF8' };
+    await assert.rejects(pg.copyIn(pgUrl(to), range, bad, {}).rows, /invalid input syntax for type integer/);
   });
 });
