@@ -3,7 +3,7 @@
  * backoff, then a clear failure; errors that retrying cannot fix (bad input,
  * auth, integrity) are not retried at all.
  */
-import { ActivityCancellationType, proxyActivities, type ActivityOptions } from '@temporalio/workflow';
+import { ActivityCancellationType, proxyActivities, proxyLocalActivities, type ActivityOptions } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.ts';
 import { NON_RETRYABLE_TYPES } from '../src/errors.ts';
 
@@ -57,4 +57,16 @@ export function watched(options: ActivityOptions): ActivityOptions {
 
 export function activities(options: ActivityOptions) {
   return proxyActivities<Activities>(options);
+}
+
+/**
+ * The same activities run as local activities: on the worker that runs the
+ * workflow, with no task scheduled through the server. For steps of a few
+ * milliseconds (a catalog read, an existence check, a rename), where that
+ * round trip (about 20 ms each) is most of the step's time. A crash re-runs
+ * one from the start, so it must be idempotent, as these are.
+ */
+export function localActivities(options: ActivityOptions) {
+  const { startToCloseTimeout, retry } = options;
+  return proxyLocalActivities<Activities>({ startToCloseTimeout, retry });
 }

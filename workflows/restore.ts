@@ -22,13 +22,13 @@ import { ApplicationFailure, patched } from '@temporalio/workflow';
 import type { z } from 'zod';
 import { recoveryDatabaseName, retiredDatabaseName } from '../src/domain/names.ts';
 import { compareRowCounts, componentRawBytes, componentStoredBytes, findComponent, manifestSchema, type PostgresComponent } from '../src/domain/manifest.ts';
-import { activities, change, quick, transfer } from './activityOptions.ts';
+import { activities, change, localActivities, quick, transfer } from './activityOptions.ts';
 import { compensate, failRun, parseInput, RunTracker, runIdentity, type Compensation } from './run.ts';
 import { awaitApproval } from './approval.ts';
 import { commitAll, planSetRestore, stageAll, swapInAll } from './recovery.ts';
 import { restoreInputSchema, type RestoreInput, type RestorePlan, type RestoreResult, type SetRestoreResult } from './shared.ts';
 
-const { findBackup, databasesExist, postgresRowCounts } = activities(quick);
+const { postgresRowCounts } = activities(quick);
 const { renameDatabase, allowConnections, dropDatabase } = activities(change);
 const { restorePostgres } = activities(transfer);
 
@@ -80,6 +80,10 @@ async function postgresRestore(input: z.output<typeof restoreInputSchema>): Prom
   const { firstRunId } = runIdentity();
   /** Steps to undo, newest first, run even when the workflow is cancelled. */
   const compensations: Compensation[] = [];
+  // The quick steps around the restore run as local activities; runs started before that keep scheduled ones.
+  const local = patched('local-quick-steps');
+  const { findBackup, databasesExist } = local ? localActivities(quick) : activities(quick);
+  const swap = local ? localActivities(change) : activities(change);
 
   try {
     // Parsed again: histories of runs before component sets hold format-1 manifests, which the schema converts.
@@ -142,7 +146,7 @@ async function postgresRestore(input: z.output<typeof restoreInputSchema>): Prom
 
     await run.step('swap-in', async () => {
       if (plan.mode === 'into') {
-        await renameDatabase({ system, from: plan.recovery, to: plan.target });
+        await swap.renameDatabase({ system, from: plan.recovery, to: plan.target });
         return;
       }
       const retired = plan.retired!;
@@ -154,8 +158,8 @@ async function postgresRestore(input: z.output<typeof restoreInputSchema>): Prom
           await allowConnections({ system, database: plan.target, allow: true });
         },
       });
-      await renameDatabase({ system, from: plan.target, to: retired, closeFrom: true });
-      await renameDatabase({ system, from: plan.recovery, to: plan.target });
+      await swap.renameDatabase({ system, from: plan.target, to: retired, closeFrom: true });
+      await swap.renameDatabase({ system, from: plan.recovery, to: plan.target });
     }, () => (plan.mode === 'into' ? `restored as ${plan.target}` : `${plan.target} replaced; previous kept as ${plan.retired}`));
 
     run.finish();

@@ -93,7 +93,7 @@ async function recordPostgres() {
 
   const into = await opsflow.startRestore({ system: 'shop', into: 'record_copy' });
   await into.result();
-  await save('restore-into', into);
+  await save('restore-into-local-steps', into); // restore-into.json: from before the quick steps ran locally
 
   const swap = await opsflow.startRestore({ system: 'shop' });
   await eventually('approval', async () => (await opsflow.status(swap.workflowId)).awaitingApproval);
@@ -103,7 +103,7 @@ async function recordPostgres() {
 
   const failing = await opsflow.startRestore({ system: 'shop', into: 'record_copy' }); // exists now: conflict
   await failing.result().catch(() => undefined);
-  await save('restore-conflict', failing);
+  await save('restore-conflict-local-steps', failing);
 }
 
 async function recordSets() {
