@@ -23,9 +23,9 @@ import { ConflictError, IntegrityError, NotFoundError } from '../../src/errors.t
 import { compareRowCounts, describeRowCountMismatches } from '../../src/domain/manifest.ts';
 import { recoveryDatabaseName, retiredDatabaseName, scratchDatabaseName } from '../../src/domain/names.ts';
 import { pageRanges, splitTables } from '../../src/domain/split.ts';
+import { withScratchDir } from '../../src/scratch.ts';
 import { consumeDownload, downloadArtifact, uploadArtifact, type ArtifactOptions, type ArtifactRef } from '../artifacts.ts';
 import { shareOf } from '../progress.ts';
-import { withScratchDir } from '../../src/scratch.ts';
 import { describeCounts, type ComponentOf, type ConfigOf, type Driver, type DriverContext } from './driver.ts';
 
 type PostgresComponent = ComponentOf<'postgres'>;
