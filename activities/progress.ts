@@ -64,7 +64,9 @@ export function startHeartbeats(progress: Progress): () => void {
  * dies mid-call is noticed in seconds instead of at the start-to-close timeout.
  */
 export async function keepAlive<T>(step: string, fn: () => Promise<T>): Promise<T> {
-  if (!inActivity()) return fn(); // the CLI and /metrics call catalog functions in their own process
+  // The CLI and /metrics call catalog functions in their own process; a local
+  // activity cannot heartbeat (the SDK would log each one as failed).
+  if (!inActivity() || Context.current().info.isLocal) return fn();
   const stop = startHeartbeats({ step, message: 'working' });
   try {
     return await fn();
