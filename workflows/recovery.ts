@@ -8,6 +8,7 @@
  */
 import { ApplicationFailure, patched } from '@temporalio/workflow';
 import { componentRawBytes, componentStoredBytes, type Component, type Manifest } from '../src/domain/manifest.ts';
+import { allSettledOrFirstError } from '../src/promises.ts';
 import { activities, change, quick, transfer, watched } from './activityOptions.ts';
 import type { Compensation, RunTracker } from './run.ts';
 import type { SetRestorePlan } from './shared.ts';
@@ -93,14 +94,6 @@ export async function commitAll(run: RunTracker, set: SetRestore, components: Co
     return;
   }
   await allSettledOrFirstError(components.map(cleanUp));
-}
-
-/** Waits for every one, then throws the first failure: nothing is left running behind a thrown error. */
-async function allSettledOrFirstError<T>(work: Promise<T>[]): Promise<T[]> {
-  const settled = await Promise.allSettled(work);
-  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-  return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
 /** Deep verification: each component restored into a scratch place and compared with the manifest. */

@@ -23,6 +23,7 @@ import { ConflictError, IntegrityError, NotFoundError } from '../../src/errors.t
 import { compareRowCounts, describeRowCountMismatches } from '../../src/domain/manifest.ts';
 import { recoveryDatabaseName, retiredDatabaseName, scratchDatabaseName } from '../../src/domain/names.ts';
 import { pageRanges, splitTables } from '../../src/domain/split.ts';
+import { allSettledOrFirstError } from '../../src/promises.ts';
 import { withScratchDir } from '../../src/scratch.ts';
 import { consumeDownload, downloadArtifact, uploadArtifact, type ArtifactOptions, type ArtifactRef } from '../artifacts.ts';
 import { shareOf } from '../progress.ts';
@@ -179,7 +180,7 @@ export async function loadInto(ctx: DriverContext, component: PostgresComponent,
   // and kept on disk for its two sections.
   return withScratchDir('schema', async (dir) => {
     const schema = { file: join(dir, 'schema.dump') };
-    await allSettledOrThrow([
+    await allSettledOrFirstError([
       recreate(),
       consumeDownload(downloadArtifact(component, withOwnProgress(ctx)), (stream: Readable) => pipeline(stream, createWriteStream(schema.file))),
     ]);
@@ -187,7 +188,7 @@ export async function loadInto(ctx: DriverContext, component: PostgresComponent,
     await postgres.startRestore(target, schema, { section: 'pre-data', signal }).done;
     await allOrNone(ctx, dataParts.map(loadPart));
     // Every row is in: count them while the indexes are built (post-data adds no rows).
-    const [, counted] = await allSettledOrThrow([
+    const [, counted] = await allSettledOrFirstError([
       postgres.startRestore(target, schema, { section: 'post-data', signal }).done,
       postgres.rowCountsOf(target, new Set(Object.keys(copied))),
     ]);
@@ -200,14 +201,6 @@ function checkedRowCounts(component: PostgresComponent, actual: Record<string, n
   const mismatches = compareRowCounts(component.rowCounts, actual);
   if (mismatches.length > 0) throw new IntegrityError(describeRowCountMismatches(mismatches));
   return actual;
-}
-
-/** Waits for every promise (nothing left running), then throws the first failure. */
-async function allSettledOrThrow<T extends readonly unknown[]>(promises: [...{ [K in keyof T]: Promise<T[K]> }]): Promise<T> {
-  const results = await Promise.allSettled(promises);
-  const failed = results.find((r) => r.status === 'rejected');
-  if (failed) throw (failed as PromiseRejectedResult).reason;
-  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 export const postgresDriver: Driver<'postgres'> = {
