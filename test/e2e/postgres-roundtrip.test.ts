@@ -117,6 +117,18 @@ describe('PostgreSQL backup and restore round trip', () => {
     assert.equal(restored.plan.mode, 'into');
     assert.deepEqual(await tableChecksums('rt_split_copy'), live.checksums, 'rows, large objects and sequences as backed up (no trigger fired on load)');
     assert.equal(schemaOf('rt_split_copy'), live.schema);
+    const failure = async (p: Promise<unknown>) => p.then(() => assert.fail('expected the run to fail'), (err: unknown) => innermostMessage(err));
+
+    // The ranged table is counted by its COPYs: a manifest that says one row more fails the restore, and leaves no database.
+    const manifestKey = `${pgc.key.slice(0, pgc.key.lastIndexOf('/') + 1)}manifest.json`;
+    const original = await bedStore().getJson(manifestKey);
+    const oneRowMore = structuredClone(backup.manifest!);
+    (findComponent(oneRowMore, 'postgres') as PostgresComponent).rowCounts['app.documents']! += 1;
+    await bedStore().putJson(manifestKey, oneRowMore);
+    const countError = await failure((await opsflow.startRestore({ system: 'shopsplit', backup: backup.backupId, into: 'rt_split_counts' })).result());
+    assert.match(countError, /row counts differ from the manifest in 1 table\(s\): app\.documents: expected 30001, got 30000/);
+    assert.deepEqual(await sql('postgres', `SELECT datname FROM pg_database WHERE datname LIKE 'rt_split_counts%'`), []);
+    await bedStore().putJson(manifestKey, original);
 
     // One data part corrupted: verification and a restore fail naming it, and leave no database behind.
     const part = parts[1]!;
@@ -124,7 +136,6 @@ describe('PostgreSQL backup and restore round trip', () => {
     const bytes = Buffer.concat((await body.toArray()) as Buffer[]);
     bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
     await bedStore().uploadStream(part.key, (async function* () { yield bytes; })());
-    const failure = async (p: Promise<unknown>) => p.then(() => assert.fail('expected the run to fail'), (err: unknown) => innermostMessage(err));
     const verifyError = await failure((await opsflow.startVerify({ system: 'shopsplit', backup: backup.backupId })).result());
     assert.match(verifyError, /corrupt|failed authentication/);
     assert.ok(verifyError.includes(part.key), `the message names the object: ${verifyError}`);
