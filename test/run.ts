@@ -1,6 +1,7 @@
 /**
- * `npm test`: starts one local bed (real Temporal, PostgreSQL, Redis, MinIO),
- * prebuilds the workflow bundle once, then runs every test file with node's
+ * `npm test`: starts one local bed (real Temporal, PostgreSQL, Redis, MinIO)
+ * and builds the worker as it is deployed (`npm run build`: compiled, with
+ * its workflow bundle), then runs every test file with node's
  * test runner against it, and stops the bed. Tiers run in order: unit,
  * integration, end-to-end, Kubernetes. `npm test -- test/e2e/crash.test.ts`
  * runs a subset.
@@ -10,7 +11,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBed, REPO_ROOT } from '../deploy/bed/bed.ts';
-import { writeWorkflowBundle } from '../workers/bundle.ts';
+import { build, WORKFLOW_BUNDLE } from '../workers/build.ts';
 
 // kubernetes/ files start their own control plane (deploy/bed/kubernetes/cluster.ts).
 const tiers = ['unit', 'integration', 'e2e', 'kubernetes'];
@@ -26,16 +27,15 @@ const files = requested.length
 
 const dir = mkdtempSync(join(tmpdir(), 'opsflow-test-'));
 const started = Date.now();
-const bed = await startBed({ dir });
-const bundle = await writeWorkflowBundle(join(dir, 'workflow-bundle.js'));
-process.stderr.write(`[test] bed and workflow bundle ready in ${Date.now() - started} ms (${dir})\n`);
+const [bed] = await Promise.all([startBed({ dir }), build()]);
+process.stderr.write(`[test] bed and worker build ready in ${Date.now() - started} ms (${dir})\n`);
 
 // A test file that hangs fails after 10 minutes instead of holding CI to its limit.
 const code = await new Promise<number>((resolve) => {
   const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=600000', '--test-reporter=spec', ...files], {
     cwd: REPO_ROOT,
     stdio: 'inherit',
-    env: { ...process.env, ...bed.env, OPSFLOW_WORKFLOW_BUNDLE: bundle, OPSFLOW_TEST_DIR: dir },
+    env: { ...process.env, ...bed.env, OPSFLOW_WORKFLOW_BUNDLE: WORKFLOW_BUNDLE, OPSFLOW_TEST_DIR: dir },
   });
   child.on('exit', (c) => resolve(c ?? 1));
 });

@@ -1,7 +1,4 @@
-/**
- * Prebuilds the workflow bundle once (`npm run build:bundle`, and the test
- * runner), so workers start in a second instead of bundling at every start.
- */
+/** The workflow bundle, prebuilt by `npm run build` (workers/build.ts). */
 import { writeFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
@@ -13,10 +10,4 @@ export async function writeWorkflowBundle(path: string): Promise<string> {
   await mkdir(dirname(path), { recursive: true });
   await writeFile(path, code);
   return path;
-}
-
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const path = process.argv[2] ?? 'dist/workflow-bundle.js';
-  await writeWorkflowBundle(path);
-  console.log(`workflow bundle written to ${path}`);
 }

@@ -1,5 +1,5 @@
 /**
- * The worker process: `node --import tsx workers/main.ts`. Reads
+ * The worker process: `npm run worker` (built first: `node dist/workers/main.js`). Reads
  * OPSFLOW_CONFIG (default ./opsflow.yaml), OPSFLOW_WORKFLOW_BUNDLE and
  * OPSFLOW_HEALTH_PORT (probes and Prometheus `/metrics`, see src/health.ts
  * and src/metrics.ts), and shuts down gracefully on SIGINT/SIGTERM (the SDK

@@ -3,6 +3,7 @@
  * adapters, workflows from a prebuilt bundle when one is given (production,
  * tests) or bundled from source (dev).
  */
+import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities, defaultDeps, type ActivityDeps } from '../activities/index.ts';
@@ -11,7 +12,8 @@ import { temporalTarget } from '../src/temporal.ts';
 import { installRuntimeLogger, log } from '../src/log.ts';
 import { sweepScratch } from '../src/scratch.ts';
 
-export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+/** The workflows' entry point beside this file: the source under tsx, the compiled one in dist/. */
+export const WORKFLOWS_PATH = fileURLToPath(new URL(`../workflows/index${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
 
 export interface WorkerOptions {
   config: Config;

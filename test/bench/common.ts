@@ -10,7 +10,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { S3Client, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { startBed, type Bed } from '../../deploy/bed/bed.ts';
-import { writeWorkflowBundle } from '../../workers/bundle.ts';
+import { build, WORKFLOW_BUNDLE } from '../../workers/build.ts';
 import type { OpsflowClient, StartedRun } from '../../src/client.ts';
 import { client, startWorker, type TestSetup, type WorkerProcess } from '../support/bed.ts';
 
@@ -242,7 +242,7 @@ export interface BenchWorker {
 
 const activeWorkers = new Set<WorkerProcess>();
 
-/** A worker process (`workers/main.ts`, the prebuilt bundle) for `setup`, and a client on its task queue. */
+/** A worker process (the build's `dist/workers/main.js` and workflow bundle) for `setup`, and a client on its task queue. */
 export async function startBenchWorker(ctx: BenchContext, setup: TestSetup, env: Record<string, string> = {}): Promise<BenchWorker> {
   const worker = await startWorker(setup, { ...env, OPSFLOW_WORKFLOW_BUNDLE: ctx.bundle });
   activeWorkers.add(worker);
@@ -321,7 +321,7 @@ export interface BenchContext {
 
 /**
  * Runs a benchmark on a bed of its own (Temporal, PostgreSQL, Redis, MinIO in
- * a temporary directory, and the prebuilt workflow bundle): `benchSize` for
+ * a temporary directory, and the worker built as deployed): `benchSize` for
  * each size, then prints the report and, as the last line of stdout, the
  * JSON summary. Whatever happens, and on SIGINT/SIGTERM, running tools and
  * workers are ended and the bed is stopped. Exit code: 0, or 1 with --check
@@ -359,9 +359,9 @@ export async function runBench<R>(
   }
   try {
     log(`starting the bed in ${dir}`);
-    bed = await startBed({ dir });
+    [bed] = await Promise.all([startBed({ dir }), build()]);
     Object.assign(process.env, bed.env, { OPSFLOW_TEST_DIR: dir });
-    const bundle = await writeWorkflowBundle(join(dir, 'workflow-bundle.js'));
+    const bundle = WORKFLOW_BUNDLE;
     const { endpoint, bucket, accessKeyId, secretAccessKey } = bed.s3;
     const s3 = new S3Client({ region: 'us-east-1', endpoint, forcePathStyle: true, credentials: { accessKeyId, secretAccessKey } });
     const awsEnv = {

@@ -13,6 +13,7 @@ import { bedStore, client, startWorker, testSetup, type WorkerProcess } from '..
 import { createSampleDatabase, dropDatabase, sql } from '../support/data.ts';
 import { randomBytes } from 'node:crypto';
 import { REPO_ROOT } from '../../deploy/bed/bed.ts';
+import { WORKER_ENTRY } from '../../workers/build.ts';
 import type { OpsflowClient } from '../../src/client.ts';
 import { innermostMessage, InvalidInputError } from '../../src/errors.ts';
 import { findComponent, type PostgresComponent } from '../../src/domain/manifest.ts';
@@ -143,7 +144,7 @@ describe('bad input fails at once with a clear message', () => {
 
 function runWorkerUntilExit(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'workers/main.ts'], { cwd: REPO_ROOT, env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, [WORKER_ENTRY], { cwd: REPO_ROOT, env: { ...process.env, ...env } });
     let output = '';
     child.stdout.on('data', (c) => (output += c));
     child.stderr.on('data', (c) => (output += c));

@@ -354,7 +354,7 @@ describe('worker killed mid-backup and mid-restore of a set, every component kin
       'no restore scratch objects in S3',
     );
     // Killed workers leave scratch directories (and a scratch redis-server on one); each new worker removed them as it started.
-    assert.deepEqual(readdirSync(workerTmp).filter((name) => !name.startsWith('tsx-')), [], 'nothing left in the workers\' temporary directory');
+    assert.deepEqual(readdirSync(workerTmp), [], 'nothing left in the workers\' temporary directory');
     assert.deepEqual(processesUsing(workerTmp), [], 'no scratch process left running');
   });
 });

@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { readToolsEnv, startBed, REPO_ROOT } from '../../deploy/bed/bed.ts';
-import { writeWorkflowBundle } from '../../workers/bundle.ts';
+import { build, WORKFLOW_BUNDLE } from '../../workers/build.ts';
 import type { OpsflowClient } from '../../src/client.ts';
 import type { WorkerProcess } from '../support/bed.ts';
 
@@ -40,7 +40,8 @@ const bed = await startBed({ dir });
 Object.assign(process.env, bed.env, { OPSFLOW_TEST_DIR: dir });
 const { testSetup, startWorker, client, eventually } = await import('../support/bed.ts');
 
-const bundle = await writeWorkflowBundle(join(dir, 'bundle.js'));
+await build();
+const bundle = WORKFLOW_BUNDLE;
 const out = join(REPO_ROOT, 'test/replay/histories');
 /** Cleanups, run last first whatever happens. */
 const cleanups: (() => Promise<unknown>)[] = [];
