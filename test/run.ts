@@ -27,7 +27,13 @@ const files = requested.length
 
 const dir = mkdtempSync(join(tmpdir(), 'opsflow-test-'));
 const started = Date.now();
-const [bed] = await Promise.all([startBed({ dir }), build()]);
+const building = build();
+building.catch(() => undefined); // awaited once the bed is up, so a failed build can stop it
+const bed = await startBed({ dir });
+await building.catch(async (err: unknown) => {
+  await bed.stop();
+  throw err;
+});
 process.stderr.write(`[test] bed and worker build ready in ${Date.now() - started} ms (${dir})\n`);
 
 // A test file that hangs fails after 10 minutes instead of holding CI to its limit.

@@ -359,7 +359,10 @@ export async function runBench<R>(
   }
   try {
     log(`starting the bed in ${dir}`);
-    [bed] = await Promise.all([startBed({ dir }), build()]);
+    const building = build();
+    building.catch(() => undefined); // awaited once `bed` is set, so a failed build stops it too
+    bed = await startBed({ dir });
+    await building;
     Object.assign(process.env, bed.env, { OPSFLOW_TEST_DIR: dir });
     const bundle = WORKFLOW_BUNDLE;
     const { endpoint, bucket, accessKeyId, secretAccessKey } = bed.s3;
