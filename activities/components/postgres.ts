@@ -157,7 +157,7 @@ export async function loadInto(ctx: DriverContext, component: PostgresComponent,
   // zstd writes straight into pg_restore (or psql): the decompressed data never passes through the worker.
   const restoreArchive = (object: ArtifactRef) => (options: ArtifactOptions) =>
     consumeDownload(downloadArtifact(object, options, { toProcess: true }), (stream: Readable) =>
-      postgres.startRestore(target, stream, { signal: options.signal, fromProcess: true }).done);
+      postgres.startRestore(target, stream, { signal: options.signal }).done);
   const { dataParts } = component;
   if (!dataParts) {
     await recreate();

@@ -4,7 +4,7 @@
  * activities and workflows see "unavailable" (retry) or "rejected" (stop).
  */
 import pg from 'pg';
-import { pipeline, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import {
   ConflictError,
@@ -292,23 +292,20 @@ export class PostgresAdapter {
   /**
    * pg_restore reading a custom-format archive from `input` into `url`'s
    * database. Stops at the first error, so a partial restore is never reported
-   * as success. `input` is a stream or an archive on disk. `fromProcess`: the
-   * stream is another process's stdout, handed over as pg_restore's stdin, so
-   * the archive never passes through Node; otherwise it is piped, and may be
-   * any stream.
+   * as success. `input` is an archive on disk, or another process's stdout,
+   * handed over as pg_restore's stdin so the archive never passes through Node.
    */
-  startRestore(url: string, input: Readable | { file: string }, options: { section?: DumpSection; signal?: AbortSignal; fromProcess?: boolean }): Tool {
+  startRestore(url: string, input: Readable | { file: string }, options: { section?: DumpSection; signal?: AbortSignal }): Tool {
     const args = ['--exit-on-error', '--no-password', `--dbname=${databaseOf(url)}`];
     if (options.section) args.push(`--section=${options.section}`);
     const fromFile = 'file' in input;
     if (fromFile) args.push(input.file);
     const tool = startTool(this.bin('pg_restore'), args, {
       env: libpqEnv(url),
-      stdio: [fromFile ? 'ignore' : options.fromProcess ? input : 'pipe', 'ignore', 'pipe'],
+      stdio: [fromFile ? 'ignore' : input, 'ignore', 'pipe'],
       signal: options.signal,
       onFailure: (message) => new IntegrityError(message),
     });
-    if (!fromFile && !options.fromProcess) pipeline(input, tool.child.stdin!, () => undefined);
     return tool;
   }
 
