@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBed, REPO_ROOT } from '../deploy/bed/bed.ts';
-import { build, WORKFLOW_BUNDLE } from '../workers/build.ts';
+import { build } from '../workers/build.ts';
 
 // kubernetes/ files start their own control plane (deploy/bed/kubernetes/cluster.ts).
 const tiers = ['unit', 'integration', 'e2e', 'kubernetes'];
@@ -41,7 +41,7 @@ const code = await new Promise<number>((resolve) => {
   const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=600000', '--test-reporter=spec', ...files], {
     cwd: REPO_ROOT,
     stdio: 'inherit',
-    env: { ...process.env, ...bed.env, OPSFLOW_WORKFLOW_BUNDLE: WORKFLOW_BUNDLE, OPSFLOW_TEST_DIR: dir },
+    env: { ...process.env, ...bed.env, OPSFLOW_TEST_DIR: dir },
   });
   child.on('exit', (c) => resolve(c ?? 1));
 });

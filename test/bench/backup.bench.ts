@@ -101,7 +101,7 @@ async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResu
   log(`${targetMiB} MiB: ${db} is ${(load.databaseBytes / MiB).toFixed(0)} MiB (pg_database_size), loaded in ${load.seconds.toFixed(0)} s`);
 
   // A fresh worker per size.
-  const w = await startBenchWorker(ctx, testSetup(`bench-${targetMiB}`, { [system]: db }));
+  const w = await startBenchWorker(testSetup(`bench-${targetMiB}`, { [system]: db }));
   try {
     const idleRssBytes = (statusKiB(w.worker.child.pid!, 'VmRSS') ?? 0) * 1024;
     const floors: Omit<Measurement, 'dumpBytes'>[] = [];

@@ -10,7 +10,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { S3Client, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { startBed, type Bed } from '../../deploy/bed/bed.ts';
-import { build, WORKFLOW_BUNDLE } from '../../workers/build.ts';
+import { build } from '../../workers/build.ts';
 import type { OpsflowClient, StartedRun } from '../../src/client.ts';
 import { client, startWorker, type TestSetup, type WorkerProcess } from '../support/bed.ts';
 
@@ -243,8 +243,8 @@ export interface BenchWorker {
 const activeWorkers = new Set<WorkerProcess>();
 
 /** A worker process (the build's `dist/workers/main.js` and workflow bundle) for `setup`, and a client on its task queue. */
-export async function startBenchWorker(ctx: BenchContext, setup: TestSetup, env: Record<string, string> = {}): Promise<BenchWorker> {
-  const worker = await startWorker(setup, { ...env, OPSFLOW_WORKFLOW_BUNDLE: ctx.bundle });
+export async function startBenchWorker(setup: TestSetup, env: Record<string, string> = {}): Promise<BenchWorker> {
+  const worker = await startWorker(setup, env);
   activeWorkers.add(worker);
   const opsflow = await client(setup);
   log(`worker pid ${worker.child.pid} ready, RSS ${mib((statusKiB(worker.child.pid!, 'VmRSS') ?? 0) * 1024)} MiB`);
@@ -309,7 +309,6 @@ export function median<T extends { seconds: number; peaks: Record<string, number
 export interface BenchContext {
   bed: Bed;
   dir: string;
-  bundle: string;
   s3: S3Client;
   aws: string;
   /** Environment for the AWS CLI against the bed's MinIO, without any profile of this machine. */
@@ -364,7 +363,6 @@ export async function runBench<R>(
     bed = await startBed({ dir });
     await building;
     Object.assign(process.env, bed.env, { OPSFLOW_TEST_DIR: dir });
-    const bundle = WORKFLOW_BUNDLE;
     const { endpoint, bucket, accessKeyId, secretAccessKey } = bed.s3;
     const s3 = new S3Client({ region: 'us-east-1', endpoint, forcePathStyle: true, credentials: { accessKeyId, secretAccessKey } });
     const awsEnv = {
@@ -378,7 +376,7 @@ export async function runBench<R>(
       AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
     };
     const objectSize = async (key: string) => Number((await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).ContentLength);
-    const ctx: BenchContext = { bed, dir, bundle, s3, aws, awsEnv, s3Url: (key) => `s3://${bucket}/${key}`, objectSize };
+    const ctx: BenchContext = { bed, dir, s3, aws, awsEnv, s3Url: (key) => `s3://${bucket}/${key}`, objectSize };
     log(`bed and workflow bundle ready; sizes ${sizes.join(', ')} MiB`);
     const results: R[] = [];
     for (const size of sizes) results.push(await benchSize(ctx, size));

@@ -200,7 +200,7 @@ async function benchSize(ctx: BenchContext, size: number): Promise<SizeResult> {
       backup: { components: [{ kind: 'postgres' }, { kind: 'redis', name: 'cache', mode: 'snapshot', stagingDb: STAGING_DB }, { kind: 'files', name: 'files', path: dir }] },
     },
   });
-  const w = await startBenchWorker(ctx, setup, { BENCH_REDIS_URL: bedRedisUrl });
+  const w = await startBenchWorker(setup, { BENCH_REDIS_URL: bedRedisUrl });
   try {
     // The manual path's redis-server starts on the same data (the bed's RDB: db 1 holds the keys).
     const seed = join(manualRedis.dir, 'dump.rdb');

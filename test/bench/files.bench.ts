@@ -90,7 +90,7 @@ async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResu
   log(`${targetMiB} MiB: ${tree.files.toLocaleString('en-US')} files, ${mib(tree.bytes)} MiB (${((100 * tree.textBytes) / tree.bytes).toFixed(0)}% text), written in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 
   const system = `files-${targetMiB}`;
-  const w = await startBenchWorker(ctx, testSetup(system, { [system]: 'postgres' }, { [system]: { backup: { components: [{ kind: 'files', name: 'tree', path: dir }] } } }));
+  const w = await startBenchWorker(testSetup(system, { [system]: 'postgres' }, { [system]: { backup: { components: [{ kind: 'files', name: 'tree', path: dir }] } } }));
   const runs = { tarBackup: [] as Measurement[], opsflowBackup: [] as Measurement[], tarRestore: [] as Measurement[], opsflowRestore: [] as Measurement[] };
   try {
     for (let r = 1; r <= RUNS; r++) {

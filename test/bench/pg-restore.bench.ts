@@ -52,7 +52,7 @@ async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResu
   const load = await createBenchDatabase(admin, db, targetMiB * MiB, log);
   log(`${targetMiB} MiB: ${db} is ${mib(load.databaseBytes)} MiB (pg_database_size), loaded in ${load.seconds.toFixed(0)} s`);
 
-  const w = await startBenchWorker(ctx, testSetup(system, { [system]: db }));
+  const w = await startBenchWorker(testSetup(system, { [system]: db }));
   try {
     const dumpFile = join(ctx.dir, `${db}.dump`);
     const env = { ...libpqEnv(pgUrl(db)), PG_BIN: ctx.bed.env.OPSFLOW_PG_BIN!, FILE: dumpFile, NEW: restored };

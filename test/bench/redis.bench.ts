@@ -98,7 +98,7 @@ async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResu
     const fillStart = Date.now();
     const { keys, usedMemory } = await fillRedis(client, targetMiB * MiB);
     log(`${targetMiB} MiB: ${keys.toLocaleString('en-US')} keys, used_memory ${mib(usedMemory)} MiB, filled in ${((Date.now() - fillStart) / 1000).toFixed(0)} s`);
-    w = await startBenchWorker(ctx, setup, { BENCH_REDIS_URL: server.url });
+    w = await startBenchWorker(setup, { BENCH_REDIS_URL: server.url });
     const transfers = {} as SizeResult['transfers'];
     let checkSeconds = 0;
     const rdbFile = join(ctx.dir, `cli-${targetMiB}.rdb`);

@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { readToolsEnv, startBed, REPO_ROOT } from '../../deploy/bed/bed.ts';
-import { build, WORKFLOW_BUNDLE } from '../../workers/build.ts';
+import { build } from '../../workers/build.ts';
 import type { OpsflowClient } from '../../src/client.ts';
 import type { WorkerProcess } from '../support/bed.ts';
 
@@ -41,7 +41,6 @@ Object.assign(process.env, bed.env, { OPSFLOW_TEST_DIR: dir });
 const { testSetup, startWorker, client, eventually } = await import('../support/bed.ts');
 
 await build();
-const bundle = WORKFLOW_BUNDLE;
 const out = join(REPO_ROOT, 'test/replay/histories');
 /** Cleanups, run last first whatever happens. */
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -83,7 +82,7 @@ async function recordPostgres() {
   const setup = testSetup('record', { shop: 'record_app' });
   cleanups.push(async () => { for (const db of ['record_app', 'record_app_old', 'record_copy']) await dropDatabase(db); });
   await createSampleDatabase('record_app', 500);
-  const worker = await startWorker(setup, { OPSFLOW_WORKFLOW_BUNDLE: bundle });
+  const worker = await startWorker(setup);
   cleanups.push(() => worker.stop());
   const opsflow = await client(setup);
   cleanups.push(() => opsflow.close());
@@ -139,7 +138,7 @@ async function recordSets() {
   // The same places, with a health check that fails: a recovery that is put back.
   const broken = { ...sets, recovery: { health: [{ name: 'health', url: 'http://127.0.0.1:9/health', timeoutMs: 500 }] } };
   const setup = testSetup('record-sets', { sets: 'record_sets', broken: 'record_sets' }, { sets, broken });
-  const worker = await startWorker(setup, { OPSFLOW_WORKFLOW_BUNDLE: bundle, SETS_REDIS_URL: redisUrl, SETS_KEY: randomBytes(32).toString('base64') });
+  const worker = await startWorker(setup, { SETS_REDIS_URL: redisUrl, SETS_KEY: randomBytes(32).toString('base64') });
   cleanups.push(() => worker.stop());
   const opsflow = await client(setup);
   cleanups.push(() => opsflow.close());
@@ -213,7 +212,7 @@ async function recordKubernetes() {
     'shop-migrating': { kubernetes: webOnly, deploy: { ...deploy, migration: { command: ['./migrate', 'up'], timeoutSeconds: 60 } } },
     'shop-maintenance': { kubernetes: kubernetes([{ kind: 'Deployment', name: 'web' }, { kind: 'StatefulSet', name: 'worker' }]) },
   });
-  const worker: WorkerProcess = await startWorker(setup, { OPSFLOW_WORKFLOW_BUNDLE: bundle });
+  const worker: WorkerProcess = await startWorker(setup);
   cleanups.push(() => worker.stop());
   const opsflow = await client(setup);
   cleanups.push(() => opsflow.close());

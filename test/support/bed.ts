@@ -12,7 +12,7 @@ import { stringify as stringifyYaml } from 'yaml';
 import { OpsflowClient } from '../../src/client.ts';
 import { ObjectStore } from '../../src/adapters/s3.ts';
 import { withDatabase } from '../../src/adapters/postgres.ts';
-import { WORKER_ENTRY } from '../../workers/build.ts';
+import { WORKER_ENTRY, WORKFLOW_BUNDLE } from '../../workers/build.ts';
 import { REPO_ROOT } from '../../deploy/bed/bed.ts';
 
 export function bedEnv(name: string): string {
@@ -115,14 +115,14 @@ process.once('exit', () => {
 const WORKER_NODE_FLAGS = ['--max-semi-space-size=32', '--heap-growing-percent=300', ...(process.env.OPSFLOW_WORKER_FLAGS?.split(' ').filter(Boolean) ?? [])];
 
 /**
- * Starts the worker as it is deployed (`dist/workers/main.js`, which the
- * test runner builds first) as a separate process: one node process, so
- * SIGKILL kills the worker itself.
+ * Starts the worker as it is deployed (`dist/workers/main.js` and its
+ * workflow bundle, which the test runner builds first) as a separate
+ * process: one node process, so SIGKILL kills the worker itself.
  */
 export async function startWorker(setup: TestSetup, extraEnv: Record<string, string> = {}): Promise<WorkerProcess> {
   const child = spawn(process.execPath, [...WORKER_NODE_FLAGS, WORKER_ENTRY], {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...setup.env, ...extraEnv },
+    env: { ...process.env, OPSFLOW_WORKFLOW_BUNDLE: WORKFLOW_BUNDLE, ...setup.env, ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   liveWorkers.add(child);

@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { REPO_ROOT } from '../../deploy/bed/bed.ts';
-import { bedEnv } from '../support/bed.ts';
+import { WORKFLOW_BUNDLE } from '../../workers/build.ts';
 
 const dir = join(REPO_ROOT, 'test/replay/histories');
 const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
@@ -20,7 +20,7 @@ describe('replay of recorded histories', () => {
     it(`replays ${file} without nondeterminism`, async () => {
       // The SDK takes the CLI's JSON export as it is.
       const history: unknown = JSON.parse(readFileSync(join(dir, file), 'utf8'));
-      await Worker.runReplayHistory({ workflowBundle: { codePath: bedEnv('OPSFLOW_WORKFLOW_BUNDLE') } }, history);
+      await Worker.runReplayHistory({ workflowBundle: { codePath: WORKFLOW_BUNDLE } }, history);
     });
   }
 });

@@ -18,6 +18,7 @@ import { innermostMessage } from '../../src/errors.ts';
 import { approveUpdate, SEARCH_ATTRIBUTE_NAMES, statusQuery, type DisasterRecoveryInput, type RestoreInput } from '../../workflows/shared.ts';
 import proto from '@temporalio/proto';
 import { bedEnv } from '../support/bed.ts';
+import { WORKFLOW_BUNDLE } from '../../workers/build.ts';
 
 let env: TestWorkflowEnvironment;
 
@@ -101,7 +102,7 @@ async function withWorker<T>(activities: Partial<Activities>, fn: (taskQueue: st
   const worker = await Worker.create({
     connection: env.nativeConnection,
     taskQueue,
-    workflowBundle: { codePath: bedEnv('OPSFLOW_WORKFLOW_BUNDLE') },
+    workflowBundle: { codePath: WORKFLOW_BUNDLE },
     activities,
     maxHeartbeatThrottleInterval: '100ms',
     defaultHeartbeatThrottleInterval: '100ms',
