@@ -89,7 +89,7 @@ export function deployActivities({ systems, postgres }: DeployDeps) {
     async planDeploy(input: { system: string; images: Record<string, string> }): Promise<DeployPlan> {
       const config = deployConfig(input.system);
       const workload = workloadOf(input.system);
-      const workloads = systems.kubernetes(input.system).workloads;
+      const workloads = (await systems.kubernetes(input.system)).workloads;
       const object = await workloads.checkImages(workload, input.images);
       const capacity = workload.kind === 'Deployment' ? deploymentCapacity(object as V1Deployment) : statefulSetCapacity(object as V1StatefulSet);
       const containers = object.spec?.template.spec?.containers ?? [];
@@ -157,7 +157,7 @@ export function deployActivities({ systems, postgres }: DeployDeps) {
       const progress: WaitProgress = { step: 'migration', message: `job ${input.jobName} starting` };
       const stop = startHeartbeats(progress);
       try {
-        return await systems.kubernetes(input.system).jobs.run(
+        return await (await systems.kubernetes(input.system)).jobs.run(
           {
             namespace,
             name: input.jobName,
@@ -187,7 +187,7 @@ export function deployActivities({ systems, postgres }: DeployDeps) {
       const { system } = input;
       const analysis = deployConfig(system).analysis;
       const workload = workloadOf(system);
-      const workloads = systems.kubernetes(system).workloads;
+      const workloads = (await systems.kubernetes(system)).workloads;
       const signal = Context.current().cancellationSignal;
       const object = await workloads.read(workload);
       const rollout = workload.kind === 'Deployment' ? rolloutStatus(object as V1Deployment) : statefulSetRolloutStatus(object as V1StatefulSet);
@@ -231,7 +231,7 @@ export function deployActivities({ systems, postgres }: DeployDeps) {
      */
     async rollbackWorkload(input: { system: string; workload: string; toRevision: number; previousImages: Record<string, string> }): Promise<{ changed: boolean }> {
       const workload = workloadOf(input.system);
-      const workloads = systems.kubernetes(input.system).workloads;
+      const workloads = (await systems.kubernetes(input.system)).workloads;
       const current = await workloads.images(workload);
       if (Object.entries(input.previousImages).every(([c, image]) => current[c] === image)) return { changed: false };
       if (workload.kind === 'Deployment' && input.toRevision > 0) {
@@ -246,7 +246,7 @@ export function deployActivities({ systems, postgres }: DeployDeps) {
     async setRolloutPaused(input: { system: string; paused: boolean }): Promise<{ changed: boolean }> {
       const workload = workloadOf(input.system);
       if (workload.kind !== 'Deployment') return { changed: false }; // a StatefulSet has no pause; the workflow still holds its decisions
-      return systems.kubernetes(input.system).workloads.setPaused(workload.namespace, workload.name, input.paused);
+      return (await systems.kubernetes(input.system)).workloads.setPaused(workload.namespace, workload.name, input.paused);
     },
 
     /** POSTs `{ text, event, … }` to the system's webhook; a system without one is a no-op. */

@@ -39,7 +39,7 @@ export function kubernetesActivities({ systems }: KubernetesDeps) {
     if (!ref) throw new NotFoundError(`system "${system}" has no workload "${workload}" (configured: ${refs.map((w) => w.name).join(', ')})`);
     return ref;
   };
-  const workloadsOf = (system: string) => systems.kubernetes(system).workloads;
+  const workloadsOf = async (system: string) => (await systems.kubernetes(system)).workloads;
 
   /** Runs a wait with heartbeats carrying its latest message; the activity's cancellation aborts it. */
   async function waiting<T>(step: string, wait: (signal: AbortSignal, report: (message: string) => void) => Promise<T>): Promise<T> {
@@ -66,7 +66,7 @@ export function kubernetesActivities({ systems }: KubernetesDeps) {
     async describeWorkloads(input: { system: string }): Promise<WorkloadState[]> {
       const states: WorkloadState[] = [];
       for (const ref of systems.workloads(input.system)) {
-        const w = await workloadsOf(input.system).read(ref);
+        const w = await (await workloadsOf(input.system)).read(ref);
         states.push({
           ...ref,
           replicas: w.spec?.replicas ?? 1,
@@ -82,33 +82,33 @@ export function kubernetesActivities({ systems }: KubernetesDeps) {
      * `absentOk`: a workload that does not exist yet (a recovery into new infrastructure) is left alone, reported absent.
      */
     async scaleWorkloadDown(input: WorkloadInput & { replicas: number; owner: string; absentOk?: boolean }): Promise<{ previous: number; absent?: boolean }> {
-      const scale = () => workloadsOf(input.system).scaleRemembering(resolve(input), input.replicas, input.owner);
+      const scale = async () => (await workloadsOf(input.system)).scaleRemembering(resolve(input), input.replicas, input.owner);
       return keepAlive(`scale ${input.workload}`, () => ifPresent(input.absentOk, scale, { previous: 0, absent: true }));
     },
 
     async scaleWorkloadBack(input: WorkloadInput & { owner: string; absentOk?: boolean }): Promise<{ replicas: number; changed: boolean }> {
-      const scaleBack = () => workloadsOf(input.system).scaleBack(resolve(input), input.owner);
+      const scaleBack = async () => (await workloadsOf(input.system)).scaleBack(resolve(input), input.owner);
       return keepAlive(`scale back ${input.workload}`, () => ifPresent(input.absentOk, scaleBack, { replicas: 0, changed: false }));
     },
 
     async setWorkloadImages(input: WorkloadInput & { images: Record<string, string>; changeCause?: string }) {
-      return workloadsOf(input.system).setImage(resolve(input), input.images, { changeCause: input.changeCause });
+      return (await workloadsOf(input.system)).setImage(resolve(input), input.images, { changeCause: input.changeCause });
     },
 
     /** `at` comes from the workflow, so a retry stamps the same value and restarts nothing twice. */
     async restartWorkload(input: WorkloadInput & { at: string }): Promise<{ changed: boolean }> {
-      return keepAlive(`restart ${input.workload}`, () => workloadsOf(input.system).restart(resolve(input), input.at));
+      return keepAlive(`restart ${input.workload}`, async () => (await workloadsOf(input.system)).restart(resolve(input), input.at));
     },
 
     async undoRollout(input: WorkloadInput & { toRevision?: number }): Promise<{ revision: number }> {
       const ref = resolve(input);
-      return workloadsOf(input.system).undo(ref.namespace, ref.name, input.toRevision);
+      return (await workloadsOf(input.system)).undo(ref.namespace, ref.name, input.toRevision);
     },
 
     async waitForRollout(input: WorkloadInput): Promise<RolloutStatus> {
       const ref = resolve(input);
-      return waiting(`rollout of ${ref.name}`, (signal, report) =>
-        workloadsOf(input.system).waitForRollout(ref, { signal, onStatus: (s) => report(`${ref.name}: ${s.message}`) }),
+      return waiting(`rollout of ${ref.name}`, async (signal, report) =>
+        (await workloadsOf(input.system)).waitForRollout(ref, { signal, onStatus: (s) => report(`${ref.name}: ${s.message}`) }),
       );
     },
 
@@ -116,8 +116,8 @@ export function kubernetesActivities({ systems }: KubernetesDeps) {
     async waitForPodsReady(input: WorkloadInput & { timeoutSeconds?: number }): Promise<PodsReadyStatus> {
       const ref = resolve(input);
       const timeoutSeconds = input.timeoutSeconds ?? systems.kubernetesConfig(input.system).readyTimeoutSeconds;
-      return waiting(`pods of ${ref.name}`, (signal, report) =>
-        workloadsOf(input.system).waitForPodsReady(ref, {
+      return waiting(`pods of ${ref.name}`, async (signal, report) =>
+        (await workloadsOf(input.system)).waitForPodsReady(ref, {
           timeoutMs: timeoutSeconds * 1000,
           signal,
           onStatus: (s) => report(`${ref.name}: ${s.ready} of ${s.expected} pods Ready`),

@@ -8,12 +8,11 @@ import { rememberSecret, resolveSecret } from './secrets.ts';
 import { parseMasterKey } from './crypto.ts';
 import { NotFoundError } from './errors.ts';
 import { ObjectStore } from './adapters/s3.ts';
-import { Kubernetes } from './adapters/kubernetes/index.ts';
-import type { WorkloadRef } from './adapters/kubernetes/index.ts';
+import type { Kubernetes, WorkloadRef } from './adapters/kubernetes/index.ts';
 
 export class Systems {
   private readonly stores = new Map<string, ObjectStore>();
-  private readonly clusters = new Map<string, Kubernetes>();
+  private readonly clusters = new Map<string, Promise<Kubernetes>>();
 
   constructor(readonly config: Config) {}
 
@@ -80,14 +79,19 @@ export class Systems {
     return requireKubernetes(this.config, system);
   }
 
-  /** The system's cluster, connected once per credentials (systems may share one). */
-  kubernetes(system: string): Kubernetes {
+  /**
+   * The system's cluster, connected once per credentials (systems may share
+   * one). The client library is loaded on first use: it is about 70 MiB of a
+   * worker's memory, which workers whose systems have no Kubernetes never pay.
+   */
+  kubernetes(system: string): Promise<Kubernetes> {
     const k8s = this.kubernetesConfig(system);
     const kubeconfig = k8s.kubeconfig === undefined ? undefined : resolveSetting(k8s.kubeconfig, `systems.${system}.kubernetes.kubeconfig`);
     const key = `${kubeconfig ?? ''}#${k8s.context ?? ''}`;
     let cluster = this.clusters.get(key);
     if (!cluster) {
-      cluster = Kubernetes.connect({ kubeconfig, context: k8s.context });
+      cluster = import('./adapters/kubernetes/index.ts').then(({ Kubernetes }) => Kubernetes.connect({ kubeconfig, context: k8s.context }));
+      cluster.catch(() => this.clusters.delete(key)); // a bad kubeconfig is read again next time
       this.clusters.set(key, cluster);
     }
     return cluster;
@@ -120,7 +124,7 @@ export class Systems {
       let text: string;
       if ('kubernetesSecret' in ref) {
         const { name, key, namespace } = ref.kubernetesSecret;
-        text = (await this.kubernetes(system).objects.readSecretKey(namespace ?? this.kubernetesConfig(system).namespace, name, key)).trim();
+        text = (await (await this.kubernetes(system)).objects.readSecretKey(namespace ?? this.kubernetesConfig(system).namespace, name, key)).trim();
         rememberSecret(text);
       } else {
         text = resolveSecret(ref, where);

@@ -21,6 +21,7 @@ import {
   type PodTarget,
   type TreeDigest,
 } from '../../src/adapters/files.ts';
+import type { PodExec } from '../../src/adapters/kubernetes/exec.ts';
 import { withScratchDir } from '../../src/scratch.ts';
 import { IntegrityError } from '../../src/errors.ts';
 import { consumeDownload, downloadArtifact, uploadArtifact } from '../artifacts.ts';
@@ -39,14 +40,12 @@ function checkTree(component: FilesComponent, actual: TreeDigest): void {
   }
 }
 
-function podExec(ctx: DriverContext) {
-  return ctx.systems.kubernetes(ctx.system).exec;
-}
-
-async function sourceOf(ctx: DriverContext, config: ConfigOf<'files'>): Promise<{ label: string; pod?: PodTarget }> {
+/** Where the component lives: a local path, or a path in a pod with the exec API to reach it. */
+async function sourceOf(ctx: DriverContext, config: ConfigOf<'files'>): Promise<{ label: string; pod?: { at: PodTarget; exec: PodExec } }> {
   if (!config.pod) return { label: config.path };
-  const pod = await podTarget(ctx, config.pod, config.path);
-  return { label: `pod:${pod.namespace}/${config.pod.workload}/${pod.container}:${config.path}`, pod };
+  const at = await podTarget(ctx, config.pod, config.path);
+  const { exec } = await ctx.systems.kubernetes(ctx.system);
+  return { label: `pod:${at.namespace}/${config.pod.workload}/${at.container}:${config.path}`, pod: { at, exec } };
 }
 
 export const filesDriver: Driver<'files'> = {
@@ -60,7 +59,7 @@ export const filesDriver: Driver<'files'> = {
   async backup(ctx, config, key) {
     const startedAt = new Date().toISOString();
     const { label, pod } = await sourceOf(ctx, config);
-    const tar = pod ? tarFromPod(podExec(ctx), pod, { signal: ctx.signal }) : tarLocal(config.path, { signal: ctx.signal });
+    const tar = pod ? tarFromPod(pod.exec, pod.at, { signal: ctx.signal }) : tarLocal(config.path, { signal: ctx.signal });
     const digest = digestingTar();
     const stored = await uploadArtifact(key, digest.tap(tar.stream as AsyncIterable<Buffer>), tar.done, ctx.artifacts);
     return { ...stored, kind: 'files', name: config.name, source: label, format: 'tar', tree: digest.result(), startedAt, completedAt: new Date().toISOString() };
@@ -72,7 +71,7 @@ export const filesDriver: Driver<'files'> = {
     const download = downloadArtifact(component, ctx.artifacts, { toProcess: !pod });
     const staged = await consumeDownload(download, (stream: Readable) =>
       pod
-        ? stageInPod(podExec(ctx), pod, tag, stream, { expectedBytes: component.rawBytes, signal: ctx.signal })
+        ? stageInPod(pod.exec, pod.at, tag, stream, { expectedBytes: component.rawBytes, signal: ctx.signal })
         : stageLocalFromProcess(config.path, tag, stream, { expected: component.tree, expectedBytes: component.rawBytes, signal: ctx.signal }),
     );
     checkTree(component, staged.digest);
@@ -81,19 +80,19 @@ export const filesDriver: Driver<'files'> = {
 
   async swapIn(ctx, _component, config, tag) {
     const { pod } = await sourceOf(ctx, config);
-    if (pod) await swapInPod(podExec(ctx), pod, tag);
+    if (pod) await swapInPod(pod.exec, pod.at, tag);
     else await swapInLocal(config.path, tag);
   },
 
   async swapBack(ctx, _component, config, tag) {
     const { pod } = await sourceOf(ctx, config);
-    if (pod) await swapBackPod(podExec(ctx), pod, tag);
+    if (pod) await swapBackPod(pod.exec, pod.at, tag);
     else await swapBackLocal(config.path, tag);
   },
 
   async discard(ctx, _component, config, tag) {
     const { pod } = await sourceOf(ctx, config);
-    if (pod) await discardInPod(podExec(ctx), pod, tag);
+    if (pod) await discardInPod(pod.exec, pod.at, tag);
     else await discardLocal(config.path, tag);
   },
 

@@ -64,7 +64,7 @@ async function withLiveReplicas(ctx: DriverContext, namespace: string, manifests
   const kinds = [...new Set(manifests.map((m) => m.kind).filter((k) => WORKLOAD_KINDS.has(k)))];
   if (!kinds.length) return manifests;
   // Only a namespace that is not there yet has no replicas to keep; an API that fails must not let the set's replicas through.
-  const live = await ctx.systems.kubernetes(ctx.system).objects.exportNamespace(namespace, { kinds, signal: ctx.signal }).catch((err: unknown) => {
+  const live = await (await ctx.systems.kubernetes(ctx.system)).objects.exportNamespace(namespace, { kinds, signal: ctx.signal }).catch((err: unknown) => {
     if (err instanceof NotFoundError) return [];
     throw err;
   });
@@ -111,14 +111,14 @@ export const kubernetesDriver: Driver<'kubernetes'> = {
 
   async check(ctx, config) {
     const namespace = targetNamespace(ctx);
-    const objects = await ctx.systems.kubernetes(ctx.system).objects.exportNamespace(namespace, { kinds: config.kinds, signal: ctx.signal });
+    const objects = await (await ctx.systems.kubernetes(ctx.system)).objects.exportNamespace(namespace, { kinds: config.kinds, signal: ctx.signal });
     return `namespace ${namespace}: ${objects.length} objects`;
   },
 
   async backup(ctx, config, key) {
     const namespace = targetNamespace(ctx);
     const startedAt = new Date().toISOString();
-    const manifests = await ctx.systems.kubernetes(ctx.system).objects.exportNamespace(namespace, { kinds: config.kinds, signal: ctx.signal });
+    const manifests = await (await ctx.systems.kubernetes(ctx.system)).objects.exportNamespace(namespace, { kinds: config.kinds, signal: ctx.signal });
     const stored = await uploadArtifact(key, jsonLines(manifests), Promise.resolve(), ctx.artifacts);
     return { ...stored, kind: 'kubernetes', name: config.name, namespace, format: 'json-lines', objects: countByKind(manifests), startedAt, completedAt: new Date().toISOString() };
   },
@@ -129,7 +129,7 @@ export const kubernetesDriver: Driver<'kubernetes'> = {
   },
 
   async swapIn(ctx, component, config, tag) {
-    const objects = ctx.systems.kubernetes(ctx.system).objects;
+    const objects = (await ctx.systems.kubernetes(ctx.system)).objects;
     const namespace = targetNamespace(ctx);
     const keep = previousKey(ctx, config, tag);
     // Exported once (its record is written last): a retry must not take the restored state for the previous one.
@@ -149,7 +149,7 @@ export const kubernetesDriver: Driver<'kubernetes'> = {
     if (!(await ctx.artifacts.store.head(`${keep}.json`))) return; // never swapped in
     const stored = (await ctx.artifacts.store.getJson(`${keep}.json`)) as StoredArtifact;
     const previous = await consumeDownload(downloadArtifact(stored, ctx.artifacts), (s) => parseLines(s, keep));
-    const objects = ctx.systems.kubernetes(ctx.system).objects;
+    const objects = (await ctx.systems.kubernetes(ctx.system)).objects;
     const namespace = targetNamespace(ctx);
     if (previous.length) await objects.apply(await withLiveReplicas(ctx, namespace, previous), { namespace, signal: ctx.signal });
     // What the restore created (in the set, not there before) goes again.
@@ -165,7 +165,7 @@ export const kubernetesDriver: Driver<'kubernetes'> = {
 
   async verify(ctx, component) {
     const manifests = await readObjects(ctx, component);
-    const objects = ctx.systems.kubernetes(ctx.system).objects;
+    const objects = (await ctx.systems.kubernetes(ctx.system)).objects;
     const scratch = scratchNamespaceName(targetNamespace(ctx), component.key);
     try {
       await objects.apply(manifests.map(inert), { namespace: scratch, createNamespace: true, signal: ctx.signal });

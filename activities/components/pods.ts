@@ -1,5 +1,4 @@
 /** The pod a component inside the cluster is read from or written to: a Ready pod of a configured workload. */
-import { podSelector } from '../../src/adapters/kubernetes/workloads.ts';
 import { NotFoundError } from '../../src/errors.ts';
 import type { DriverContext } from './driver.ts';
 
@@ -12,11 +11,11 @@ export interface PodPlace {
 }
 
 export async function podTarget(ctx: DriverContext, source: { workload: string; container?: string }, path: string): Promise<PodPlace & { dir: string }> {
-  const k8s = ctx.systems.kubernetes(ctx.system);
+  const k8s = await ctx.systems.kubernetes(ctx.system);
   const ref = ctx.systems.workloads(ctx.system).find((w) => w.name === source.workload);
   if (!ref) throw new NotFoundError(`workload "${source.workload}" is not configured for system "${ctx.system}"`);
   const workload = await k8s.workloads.read(ref);
-  const pod = await k8s.exec.pickPod(ref.namespace, podSelector(ref, workload));
+  const pod = await k8s.exec.pickPod(ref.namespace, k8s.workloads.podSelector(ref, workload));
   const container = source.container ?? workload.spec?.template.spec?.containers[0]?.name ?? '';
   return { namespace: ref.namespace, pod, container, path, dir: path };
 }

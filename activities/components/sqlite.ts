@@ -61,7 +61,7 @@ export const sqliteDriver: Driver<'sqlite'> = {
     const startedAt = new Date().toISOString();
     if (config.pod) {
       const place = await podTarget(ctx, config.pod, config.path);
-      const snap = sqliteSnapshotInPod(ctx.systems.kubernetes(ctx.system).exec, place, { signal: ctx.signal });
+      const snap = sqliteSnapshotInPod((await ctx.systems.kubernetes(ctx.system)).exec, place, { signal: ctx.signal });
       const stored = await uploadArtifact(key, snap.stream as AsyncIterable<Buffer>, snap.done, ctx.artifacts);
       const info = await snap.info;
       return { ...stored, kind: 'sqlite', name: config.name, source: `pod:${place.namespace}/${config.pod.workload}/${place.container}:${config.path}`, format: 'sqlite-backup', sqliteVersion: info.sqliteVersion, rowCounts: info.tables, startedAt, completedAt: new Date().toISOString() };

@@ -56,6 +56,11 @@ export class Workloads {
     this.core = kc.makeApiClient(CoreV1Api);
   }
 
+  /** The label selector of `workload`'s pods (see podSelector). */
+  podSelector(w: WorkloadRef, workload: Workload): string {
+    return podSelector(w, workload);
+  }
+
   async read(w: WorkloadRef): Promise<Workload> {
     try {
       return w.kind === 'Deployment'
