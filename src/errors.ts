@@ -54,6 +54,18 @@ export class PeerRejectedError extends OpsflowError {
   }
 }
 
+/** A command (in a pod) ran and exited non-zero. Not retried: running it again would most likely fail the same way. */
+export class CommandFailedError extends PeerRejectedError {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+    /** The last STDERR_TAIL_BYTES of stderr, redacted. */
+    readonly stderrTail: string,
+  ) {
+    super(message);
+  }
+}
+
 /** Data did not match what was recorded (checksum, size, row counts). */
 export class IntegrityError extends OpsflowError {
   constructor(message: string) {

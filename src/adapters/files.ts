@@ -27,8 +27,8 @@ import { lstat, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import { posix, resolve } from 'node:path';
 import { PassThrough, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ConflictError, IntegrityError, InvalidInputError, NotFoundError, PeerRejectedError } from '../errors.ts';
-import { CommandFailedError, type PodExec } from './kubernetes/exec.ts';
+import { CommandFailedError, ConflictError, IntegrityError, InvalidInputError, NotFoundError, PeerRejectedError } from '../errors.ts';
+import type { PodExec } from './kubernetes/exec.ts';
 import { tap } from '../streams.ts';
 import { startTool } from './process.ts';
 

@@ -17,8 +17,8 @@ import { dirname, posix, resolve } from 'node:path';
 import { Transform, Writable, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
-import { ConflictError, IntegrityError, InvalidInputError, NotFoundError, PeerRejectedError, PeerUnavailableError } from '../errors.ts';
-import { CommandFailedError, type PodExec } from './kubernetes/exec.ts';
+import { CommandFailedError, ConflictError, IntegrityError, InvalidInputError, NotFoundError, PeerRejectedError, PeerUnavailableError } from '../errors.ts';
+import type { PodExec } from './kubernetes/exec.ts';
 import { startTool } from './process.ts';
 
 export interface SqliteInfo {

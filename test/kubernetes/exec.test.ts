@@ -15,9 +15,9 @@ import { finished } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { FAKE_NODE_SELECTOR, FAKE_NODE_TOLERATION, startKubernetes, type KubernetesBed } from '../../deploy/bed/kubernetes/cluster.ts';
-import { CommandFailedError, PodExec } from '../../src/adapters/kubernetes/exec.ts';
+import { PodExec } from '../../src/adapters/kubernetes/exec.ts';
 import { isPodReady } from '../../src/adapters/kubernetes/workloads.ts';
-import { NotFoundError, PeerRejectedError, PeerUnavailableError } from '../../src/errors.ts';
+import { CommandFailedError, NotFoundError, PeerRejectedError, PeerUnavailableError } from '../../src/errors.ts';
 
 const namespace = 'default';
 let dir: string;

@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { CoreV1Api, Exec, type KubeConfig, type V1Pod, type V1Status } from '@kubernetes/client-node';
-import { InvalidInputError, NotFoundError, PeerRejectedError, PeerUnavailableError } from '../../errors.ts';
+import { CommandFailedError, InvalidInputError, NotFoundError, PeerRejectedError, PeerUnavailableError } from '../../errors.ts';
 import { redact } from '../../secrets.ts';
 import { toKubernetesError } from './client.ts';
 import { isPodReady } from './workloads.ts';
@@ -32,18 +32,6 @@ export interface ExecOptions {
   signal?: AbortSignal;
   /** Reject with CommandFailedError on a non-zero exit (default); false resolves with the code instead. */
   throwOnNonZero?: boolean;
-}
-
-/** The command ran and exited non-zero. Not retried: running it again would most likely fail the same way. */
-export class CommandFailedError extends PeerRejectedError {
-  constructor(
-    message: string,
-    readonly exitCode: number,
-    /** The last STDERR_TAIL_BYTES of stderr, redacted. */
-    readonly stderrTail: string,
-  ) {
-    super(message);
-  }
 }
 
 /** The websocket Exec returns (client-node's isomorphic-ws, typed without importing it). */
