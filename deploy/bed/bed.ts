@@ -12,7 +12,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSyn
 import { join, resolve } from 'node:path';
 import { ObjectStore } from '../../src/adapters/s3.ts';
 import { SEARCH_ATTRIBUTE_NAMES } from '../../workflows/shared.ts';
-import { freePort, startDaemon, stopDaemon, waitFor, type Daemon } from './daemons.ts';
+import { freePort, freePorts, startDaemon, stopDaemon, waitFor, type Daemon } from './daemons.ts';
 
 export { freePort };
 
@@ -28,6 +28,13 @@ export interface BedOptions {
   /** Preferred ports; a taken one falls back to a free one. */
   preferPorts?: { temporal?: number; ui?: number };
 }
+
+/**
+ * The bed's ports, taken together before any daemon starts: asked for one by
+ * one, a port just given back could be handed out again to another daemon.
+ */
+const BED_PORTS = ['temporal', 'temporalHttp', 'temporalMetrics', 'ui', 'postgres', 'redis', 'minio', 'minioConsole'] as const;
+type BedPorts = Record<(typeof BED_PORTS)[number], number>;
 
 export interface Bed {
   env: Record<string, string>;
@@ -75,7 +82,7 @@ function pgOwn(path: string): void {
   if (user) chownSync(path, user.uid, user.gid);
 }
 
-async function startPostgres(dir: string, pgBin: string, daemons: Daemon[]) {
+async function startPostgres(dir: string, pgBin: string, port: number, daemons: Daemon[]) {
   const data = join(dir, 'pg');
   const socketDir = join(dir, 'pg-socket');
   mkdirSync(socketDir, { recursive: true });
@@ -89,7 +96,6 @@ async function startPostgres(dir: string, pgBin: string, daemons: Daemon[]) {
     execFileSync(`${pgBin}/initdb`, ['-D', data, '-U', 'postgres', '--pwfile', pwfile, '--auth-local=trust', '--auth-host=scram-sha-256',
       '-E', 'UTF8', '--locale=C.UTF-8'], { stdio: 'ignore', ...postgresUser() });
   }
-  const port = await freePort();
   const args = ['-D', data, '-p', String(port), '-k', socketDir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off',
     '-c', 'shared_buffers=256MB', '-c', 'max_wal_size=4GB', '-c', 'log_min_messages=warning'];
   startDaemon('postgres', `${pgBin}/postgres`, args, { dir, daemons, reportAs: 'bed', user: postgresUser() });
@@ -115,7 +121,7 @@ export async function startPostgresServer(dir: string): Promise<Bed['pg'] & { st
   chmodSync(dir, 0o755); // the postgres user must reach its data directory inside
   const daemons: Daemon[] = [];
   try {
-    const pg = await startPostgres(dir, readToolsEnv().OPSFLOW_PG_BIN!, daemons);
+    const pg = await startPostgres(dir, readToolsEnv().OPSFLOW_PG_BIN!, await freePort(), daemons);
     return { ...pg, stop: () => stopDaemons(daemons) };
   } catch (err) {
     await stopDaemons(daemons);
@@ -123,15 +129,15 @@ export async function startPostgresServer(dir: string): Promise<Bed['pg'] & { st
   }
 }
 
-async function startTemporal(dir: string, temporalBin: string, options: BedOptions, daemons: Daemon[]) {
-  const port = await freePort(options.preferPorts?.temporal);
+async function startTemporal(dir: string, temporalBin: string, options: BedOptions, ports: BedPorts, daemons: Daemon[]) {
+  const port = ports.temporal;
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--namespace', 'default',
     '--db-filename', join(dir, 'temporal.sqlite'), '--log-level', 'warn',
-    '--http-port', String(await freePort()), '--metrics-port', String(await freePort())];
+    '--http-port', String(ports.temporalHttp), '--metrics-port', String(ports.temporalMetrics)];
   for (const name of SEARCH_ATTRIBUTE_NAMES) args.push('--search-attribute', `${name}=Keyword`);
   let uiUrl: string | undefined;
   if (options.ui) {
-    const uiPort = await freePort(options.preferPorts?.ui);
+    const uiPort = ports.ui;
     args.push('--ui-port', String(uiPort), '--ui-ip', '127.0.0.1', '--ui-disable-news-fetch' );
     uiUrl = `http://127.0.0.1:${uiPort}`;
   } else {
@@ -152,16 +158,13 @@ async function startTemporal(dir: string, temporalBin: string, options: BedOptio
   return { address, uiUrl };
 }
 
-async function startRedis(dir: string, daemons: Daemon[]) {
-  const port = await freePort();
+async function startRedis(dir: string, port: number, daemons: Daemon[]) {
   startDaemon('redis', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { dir, daemons, reportAs: 'bed' });
   await waitFor('Redis', async () => execFileSync('redis-cli', ['-p', String(port), 'ping'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().includes('PONG'), { daemons });
   return { port };
 }
 
-async function startMinio(dir: string, minioBin: string, daemons: Daemon[]) {
-  const port = await freePort();
-  const consolePort = await freePort();
+async function startMinio(dir: string, minioBin: string, port: number, consolePort: number, daemons: Daemon[]) {
   const data = join(dir, 's3');
   mkdirSync(data, { recursive: true });
   startDaemon('minio', minioBin, ['server', data, '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:${consolePort}`, '--quiet'], {
@@ -191,11 +194,12 @@ export async function startBed(options: BedOptions): Promise<Bed> {
   // This bed's daemons: each start's wait fails as soon as any of them dies.
   const daemons: Daemon[] = [];
   const stopAll = () => stopDaemons(daemons);
+  const ports = await freePorts(BED_PORTS, options.preferPorts);
   const starts = [
-    startTemporal(dir, tools.OPSFLOW_TEMPORAL_BIN!, options, daemons),
-    startPostgres(dir, tools.OPSFLOW_PG_BIN!, daemons),
-    startRedis(dir, daemons),
-    startMinio(dir, tools.OPSFLOW_MINIO_BIN!, daemons),
+    startTemporal(dir, tools.OPSFLOW_TEMPORAL_BIN!, options, ports, daemons),
+    startPostgres(dir, tools.OPSFLOW_PG_BIN!, ports.postgres, daemons),
+    startRedis(dir, ports.redis, daemons),
+    startMinio(dir, tools.OPSFLOW_MINIO_BIN!, ports.minio, ports.minioConsole, daemons),
   ] as const;
   try {
     const [temporal, pg, redis, minio] = await Promise.all(starts);
