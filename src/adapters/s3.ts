@@ -49,25 +49,34 @@ function partSizeFor(partNumber: number): number {
 const PARTS_IN_FLIGHT = 2;
 
 /**
- * An upload's part buffers, reused: the parts in flight and the one filling.
- * Buffers count as external memory, and V8 answers each few dozen MiB of it
- * with a full collection of the worker's heap: joining chunks into a new
- * buffer per part (and per encryption segment, see crypto.ts) caused 40 %
- * of those during a Redis backup.
+ * Part buffers, reused by every upload of the worker: the parts in flight and
+ * the one filling. Buffers count as external memory, and V8 answers each few
+ * dozen MiB of it with a full collection of the worker's heap: joining chunks
+ * into a new buffer per part (and per encryption segment, see crypto.ts)
+ * caused 40 % of those during a Redis backup. Shared, the next backups take
+ * the buffers of the last instead of adding theirs while those wait for a
+ * collection, so the worker's memory stays at what its busiest moment needed.
  */
 class PartBuffers {
   private readonly free: Buffer[] = [];
+
+  constructor(private readonly keepAtMost: number) {}
 
   take(size: number): Buffer {
     const i = this.free.findIndex((b) => b.length === size);
     return i >= 0 ? this.free.splice(i, 1)[0]! : Buffer.allocUnsafe(size);
   }
 
-  /** A part whose upload is over; the last, shorter part is a view and is dropped. */
+  /** A part whose upload is over, whole or (the last part) a view of its start. */
   give(part: Buffer): void {
-    if (part.byteOffset === 0 && part.length === part.buffer.byteLength) this.free.push(part);
+    // allocUnsafe gives a part size its own ArrayBuffer (only small sizes share Node's pool).
+    if (part.byteOffset !== 0 || this.free.length >= this.keepAtMost) return;
+    this.free.push(Buffer.from(part.buffer, 0, part.buffer.byteLength));
   }
 }
+
+/** Enough for four uploads at once (a split database backup) to find their parts ready. */
+const partBuffers = new PartBuffers(4 * (PARTS_IN_FLIGHT + 1));
 
 function toS3Error(err: unknown, what: string): Error {
   if (err instanceof OpsflowError) return err;
@@ -236,7 +245,6 @@ export class ObjectStore {
 
     const parts: CompletedPart[] = [];
     const inFlight = new Set<Promise<void>>();
-    const buffers = new PartBuffers();
     let failure: unknown;
     let bytesUploaded = 0;
     let sizeBytes = 0;
@@ -257,13 +265,13 @@ export class ObjectStore {
         })
         .finally(() => {
           inFlight.delete(p);
-          buffers.give(data);
+          partBuffers.give(data);
         });
       inFlight.add(p);
     };
 
     try {
-      let part = buffers.take(partSizeFor(partNumber));
+      let part = partBuffers.take(partSizeFor(partNumber));
       let filled = 0;
       for await (const chunk of body) {
         if (failure) throw failure;
@@ -276,7 +284,7 @@ export class ObjectStore {
           while (inFlight.size >= PARTS_IN_FLIGHT) await Promise.race(inFlight);
           if (failure) throw failure;
           sendPart(partNumber++, part);
-          part = buffers.take(partSizeFor(partNumber));
+          part = partBuffers.take(partSizeFor(partNumber));
           filled = 0;
         }
       }

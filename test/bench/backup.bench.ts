@@ -117,7 +117,7 @@ async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResu
       log(`${targetMiB} MiB${tag}: gzip    ${g.seconds.toFixed(2)} s, ${g.outputBytes} bytes`);
       const o = await runOpsflow(w, system);
       opsflows.push(o);
-      log(`${targetMiB} MiB${tag}: opsflow ${o.seconds.toFixed(2)} s (dump activity ${o.activitySeconds.toFixed(2)} s), ${o.outputBytes} bytes`);
+      log(`${targetMiB} MiB${tag}: opsflow ${o.seconds.toFixed(2)} s (dump activity ${o.activitySeconds.toFixed(2)} s), ${o.outputBytes} bytes, worker peak RSS ${(o.workerPeak / MiB).toFixed(0)} MiB`);
     }
 
     const o = median(opsflows);

@@ -101,9 +101,12 @@ process.once('exit', () => {
  * The worker's V8 flags, as package.json's `worker` script and the
  * Deployment's command give them. Stream buffers are external memory, and
  * V8 schedules full collections of the worker's ~75 MiB heap by it:
- * - a young generation big enough that most buffers in flight die there
- *   instead of being promoted (two backups of a 234 MiB Redis snapshot: 23
- *   full collections with the default 16 MiB, 11 with 32);
+ * - a young generation of at most 2 x 16 MiB, V8's usual size, fixed so a
+ *   pod's smaller memory does not shrink it. 32 MiB halved the full
+ *   collections of a Redis backup when upload parts were new buffers; with
+ *   parts reused (s3.ts) it saved no time, and cost 25-75 MiB of peak RSS
+ *   (A/B, session 11: Redis snapshot at 800 MiB 314 against 338 MiB, the
+ *   same wall time; PostgreSQL backup at 1 GiB 241 against 315-325 MiB);
  * - the old generation's limit set at 4x what survived a full collection
  *   (V8's own upper factor, which it otherwise reaches only when collections
  *   are slow), instead of a little above it: a 200 MiB PostgreSQL restore
@@ -112,7 +115,7 @@ process.once('exit', () => {
  *   RSS stayed within 310 MiB.
  * OPSFLOW_WORKER_FLAGS adds more (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
  */
-const WORKER_NODE_FLAGS = ['--max-semi-space-size=32', '--heap-growing-percent=300', ...(process.env.OPSFLOW_WORKER_FLAGS?.split(' ').filter(Boolean) ?? [])];
+const WORKER_NODE_FLAGS = ['--max-semi-space-size=16', '--heap-growing-percent=300', ...(process.env.OPSFLOW_WORKER_FLAGS?.split(' ').filter(Boolean) ?? [])];
 
 /**
  * Starts the worker as it is deployed (`dist/workers/main.js` and its
