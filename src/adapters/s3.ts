@@ -59,27 +59,32 @@ const PARTS_IN_FLIGHT = 2;
  */
 class PartBuffers {
   private readonly free: Buffer[] = [];
+  private freeBytes = 0;
 
-  constructor(private readonly keepAtMost: number) {}
+  constructor(private readonly keepAtMostBytes: number) {}
 
   take(size: number): Buffer {
     const i = this.free.findIndex((b) => b.length === size);
-    return i >= 0 ? this.free.splice(i, 1)[0]! : Buffer.allocUnsafe(size);
+    if (i < 0) return Buffer.allocUnsafe(size);
+    this.freeBytes -= size;
+    return this.free.splice(i, 1)[0]!;
   }
 
   /** A part whose upload is over, whole or (the last part) a view of its start. */
   give(part: Buffer): void {
     // allocUnsafe gives a part size its own ArrayBuffer (only small sizes share Node's pool).
-    if (part.byteOffset !== 0 || this.free.length >= this.keepAtMost) return;
-    this.free.push(Buffer.from(part.buffer, 0, part.buffer.byteLength));
+    const whole = part.buffer.byteLength;
+    if (part.byteOffset !== 0 || this.freeBytes + whole > this.keepAtMostBytes) return;
+    this.free.push(Buffer.from(part.buffer, 0, whole));
+    this.freeBytes += whole;
   }
 }
 
 /**
  * Enough for four uploads at once (a split database backup) to find their
- * parts ready. An idle worker keeps them (up to 96 MiB) for the next backup.
+ * 8 MiB parts ready. An idle worker keeps them (up to 96 MiB) for the next backup.
  */
-const partBuffers = new PartBuffers(4 * (PARTS_IN_FLIGHT + 1));
+const partBuffers = new PartBuffers(4 * (PARTS_IN_FLIGHT + 1) * partSizeFor(1));
 
 function toS3Error(err: unknown, what: string): Error {
   if (err instanceof OpsflowError) return err;
