@@ -104,9 +104,10 @@ process.once('exit', () => {
  * - a young generation of at most 2 x 16 MiB, V8's usual size, fixed so a
  *   pod's smaller memory does not shrink it. 32 MiB halved the full
  *   collections of a Redis backup when upload parts were new buffers; with
- *   parts reused (s3.ts) it saved no time, and cost 25-75 MiB of peak RSS
- *   (A/B, session 11: Redis snapshot at 800 MiB 314 against 338 MiB, the
- *   same wall time; PostgreSQL backup at 1 GiB 241 against 315-325 MiB);
+ *   parts reused (s3.ts) it saved no time, and cost up to 25 MiB of peak
+ *   RSS (session 11, highest of 3 runs: Redis snapshot at 800 MiB 338
+ *   against 314 MiB, the same wall time; PostgreSQL backup 315-324 against
+ *   306-317 MiB);
  * - the old generation's limit set at 4x what survived a full collection
  *   (V8's own upper factor, which it otherwise reaches only when collections
  *   are slow), instead of a little above it: a 200 MiB PostgreSQL restore
