@@ -124,6 +124,24 @@ export function setActivities(deps: ActivityDeps) {
     swapBackComponent: restoreStep('swapBack'),
     discardComponent: restoreStep('discard'),
 
+    /**
+     * Empties a scratch system after a drill recovered a set of `setSystem`
+     * into it: components inside pods first (while the pods are there), the
+     * namespace last. Refused for a system not marked scratch.
+     */
+    async tearDownScratch(input: { system: string; setSystem: string; tag: string }): Promise<Record<string, string>> {
+      if (!systems.get(input.system).recovery.scratch) {
+        throw new InvalidInputError(`system "${input.system}" is not marked recovery.scratch: true; a drill empties only scratch systems`);
+      }
+      const rank = (c: ComponentConfig) => ('pod' in c && c.pod ? 0 : c.kind === 'kubernetes' ? 2 : 1);
+      const removed: Record<string, string> = {};
+      for (const config of [...systems.components(input.system)].sort((a, b) => rank(a) - rank(b))) {
+        const where = { system: input.system, setSystem: input.setSystem, step: `tear down ${config.name}` };
+        removed[config.name] = await withDriverContext(deps, where, (ctx) => driverFor(config.kind).tearDown(ctx, config, input.tag));
+      }
+      return removed;
+    },
+
     /** Restores a component into a scratch place, compares it with the manifest, and removes the scratch place. */
     async verifyComponent(input: { system: string; setSystem?: string; component: Component; encryption?: SetEncryption }): Promise<string> {
       return withDriverContext(deps, { system: input.system, setSystem: input.setSystem, encryption: input.encryption, step: `verify ${input.component.name}` }, (ctx) =>

@@ -9,7 +9,7 @@
  *   opsflow backups verify <system> [<backup>]  deep verification (the verify workflow)
  *   opsflow restore <system> [--backup REF] [--component NAME]… [--from SYSTEM] [--into DB] [--yes] [--dry-run]
  *   opsflow recover <system> [--backup REF] [--from SYSTEM] [--yes] [--dry-run] [--no-traffic-switch]
- *   opsflow drill <system> [--backup REF]
+ *   opsflow drill <system> [--backup REF] [--into SCRATCH-SYSTEM]
  *   opsflow retention <system> [--dry-run]
  *   opsflow schedules apply [--dry-run] | list | pause|unpause <name> [--reason] | trigger <name>
  *   opsflow deploy <system> --image CONTAINER=IMAGE [--image …] [--cause TEXT] [--skip-checks] [--bake SECONDS] [--detach]
@@ -65,7 +65,7 @@ const USAGE = `usage:
   opsflow backups verify <system> [<backup>] [--detach]
   opsflow restore <system> [--backup REF] [--component NAME]… [--from SYSTEM] [--into DB] [--yes] [--dry-run] [--detach]
   opsflow recover <system> [--backup REF] [--from SYSTEM] [--yes] [--dry-run] [--no-traffic-switch] [--detach]
-  opsflow drill <system> [--backup REF] [--detach]
+  opsflow drill <system> [--backup REF] [--into SCRATCH-SYSTEM] [--detach]
   opsflow retention <system> [--dry-run] [--detach]
   opsflow schedules apply [--dry-run] | list | pause <name> [--reason TEXT] | unpause <name> | trigger <name>
   opsflow deploy <system> --image CONTAINER=IMAGE [--image …] [--cause TEXT] [--skip-checks] [--bake SECONDS] [--detach]
@@ -255,14 +255,20 @@ function describeRecovery(r: SetRestoreResult): string {
   const rpo = r.rpoSeconds ?? r.plan.rpoSeconds;
   text += `RPO  ${formatAge(rpo)}  (${rpo} s: writes after ${at(r.plan.backupCompletedAt)} are not in the set)\n`;
   if (r.rtoSeconds !== undefined) text += `RTO  ${formatAge(r.rtoSeconds)}  (${r.rtoSeconds} s from the start of the run to healthy)\n`;
-  if (r.health) text += `health: ${r.health.length ? r.health.map((h) => `${h.name} ${h.ok ? 'ok' : 'FAILED'} (${h.detail})`).join(', ') : 'no checks configured'}\n`;
+  if (r.health) text += describeHealth(r.health);
   text += `traffic switched: ${r.trafficSwitched ? 'yes' : 'no'}\n`;
   return text;
 }
 
+function describeHealth(health: { name: string; ok: boolean; detail: string }[]): string {
+  return `health: ${health.length ? health.map((h) => `${h.name} ${h.ok ? 'ok' : 'FAILED'} (${h.detail})`).join(', ') : 'no checks configured'}\n`;
+}
+
 function describeDrill(r: DrillResult): string {
-  let text = `drill restored backup ${r.backupId} and checked it:\n`;
+  let text = r.into ? `drill recovered backup ${r.backupId} into ${r.into} and checked it:\n` : `drill restored backup ${r.backupId} and checked it:\n`;
   text += table(Object.entries(r.components).map(([name, detail]) => [`  ${name}`, detail]));
+  if (r.health) text += describeHealth(r.health);
+  if (r.tornDown) text += `${r.into} emptied afterwards:\n${table(Object.entries(r.tornDown).map(([name, detail]) => [`  ${name}`, detail]))}`;
   text += `RTO  ${formatAge(r.rtoSeconds)}  (${r.rtoSeconds} s)\n`;
   text += `RPO  ${formatAge(r.rpoSeconds)}  (${r.rpoSeconds} s)${r.rpoTargetSeconds !== undefined ? `, target ${formatAge(r.rpoTargetSeconds)}: ${r.rpoSeconds <= r.rpoTargetSeconds ? 'met' : 'MISSED'}` : ''}\n`;
   return text;
@@ -479,7 +485,7 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'drill': {
         const system = checkSystem(one(positionals, 'system'));
-        return await run<DrillResult>(await opsflow.startDrill({ system, backup: values.backup }), describeDrill);
+        return await run<DrillResult>(await opsflow.startDrill({ system, backup: values.backup, into: values.into }), describeDrill);
       }
       case 'retention': {
         const system = checkSystem(one(positionals, 'system'));

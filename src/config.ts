@@ -247,6 +247,14 @@ const recoverySchema = z.strictObject({
   health: z.array(httpCheckSchema).default([]),
   /** POSTed once the recovered system is healthy (a DNS or load-balancer switch); the step is skipped without it. */
   trafficSwitch: z.strictObject({ webhook: secret }).optional(),
+  /**
+   * A drill recovers the set into this system (a `scratch` one), runs the
+   * application there and checks its health, then empties it. Without it, a
+   * drill checks each component in a scratch place and runs no application.
+   */
+  drillInto: z.string().optional(),
+  /** A throwaway place for drills: after each drill into it, its namespace, database, Redis databases and paths are emptied. */
+  scratch: z.boolean().default(false),
 });
 
 const systemFields = {
@@ -322,6 +330,14 @@ const configSchema = z.strictObject({
   schedules: z.array(scheduleSchema).default([]),
 }).superRefine((config, ctx) => {
   const names = new Set<string>();
+  for (const [name, system] of Object.entries(config.systems)) {
+    const into = system.recovery.drillInto;
+    if (into === undefined) continue;
+    const path = ['systems', name, 'recovery', 'drillInto'];
+    if (into === name) ctx.addIssue({ code: 'custom', path, message: 'a system cannot drill into itself' });
+    else if (!(into in config.systems)) ctx.addIssue({ code: 'custom', path, message: `unknown system "${into}"` });
+    else if (!config.systems[into]!.recovery.scratch) ctx.addIssue({ code: 'custom', path, message: `"${into}" is not marked recovery.scratch: true (a drill empties it afterwards)` });
+  }
   config.schedules.forEach((schedule, i) => {
     if (!(schedule.system in config.systems)) ctx.addIssue({ code: 'custom', path: ['schedules', i, 'system'], message: `unknown system "${schedule.system}"` });
     if (names.has(schedule.name)) ctx.addIssue({ code: 'custom', path: ['schedules', i, 'name'], message: `"${schedule.name}" is used twice` });

@@ -72,6 +72,13 @@ export const drillInputSchema = z.strictObject({
   system: systemName,
   /** The set the drill restores: the newest by default. */
   backup: backupRef,
+  /**
+   * A scratch system to recover the whole set into and run the application
+   * in (health checks), emptied afterwards. Default: the system's
+   * recovery.drillInto; without either, each component is checked in a
+   * scratch place of its own.
+   */
+  into: systemName.optional(),
 });
 export type DrillInput = z.input<typeof drillInputSchema>;
 
@@ -243,8 +250,12 @@ export interface VerifyResult {
 export interface DrillResult {
   backupId: string;
   components: Record<string, string>;
-  scratchNamespace?: string;
-  objectsApplied?: number;
+  /** The scratch system the set was recovered into, when the drill ran the application. */
+  into?: string;
+  health?: { name: string; ok: boolean; detail: string }[];
+  /** What was removed from the scratch system afterwards, per component. */
+  tornDown?: Record<string, string>;
+  /** The recovery's wall time (into a scratch system), or the whole drill's. */
   rtoSeconds: number;
   rpoSeconds: number;
   rpoTargetSeconds?: number;

@@ -8,15 +8,24 @@
  *
  * drill: the same on the newest set, timed (RTO of the data restore) and
  * dated (RPO: how old the newest set is); recorded in the catalog, and failed
- * loudly when the RPO is over the system's target.
+ * loudly when the RPO is over the system's target. With a scratch system to
+ * recover into (input `into` or recovery.drillInto), the drill is a whole
+ * disaster recovery there instead, the application's health included, and
+ * the scratch system is emptied afterwards.
  */
-import { ApplicationFailure } from '@temporalio/workflow';
-import { activities, quick } from './activityOptions.ts';
+import { ApplicationFailure, CancellationScope, patched, startChild } from '@temporalio/workflow';
+import { workflowIds } from '../src/domain/names.ts';
+import { activities, change, quick, watched } from './activityOptions.ts';
+import { disasterRecovery } from './disasterRecovery.ts';
 import { verifyAll } from './recovery.ts';
 import { failRun, parseInput, RunTracker, runIdentity } from './run.ts';
 import { drillInputSchema, verifyInputSchema, type DrillInput, type DrillResult, type VerifyInput, type VerifyResult } from './shared.ts';
 
-const { findBackup, recordVerification, recordDrill, rpoTarget } = activities(quick);
+const { findBackup, recordVerification, recordDrill, rpoTarget, drillPlace } = activities(quick);
+const { tearDownScratch } = activities(watched(change));
+
+/** Runs recorded before this patch had no `place` step. */
+const DRILL_INTO = 'drill-into';
 
 export async function verify(rawInput: VerifyInput): Promise<VerifyResult> {
   const input = parseInput(verifyInputSchema, rawInput);
@@ -36,10 +45,13 @@ export async function drill(rawInput: DrillInput): Promise<DrillResult> {
   const run = new RunTracker('drill', input.system);
   const { startTime } = runIdentity();
   try {
-    const { completedAt, ...verified } = await verifySet(run, input.system, input.backup);
+    // Runs recorded before drills could recover into a scratch system asked for no place.
+    const into = patched(DRILL_INTO) ? await run.step('place', () => drillPlace({ system: input.system, into: input.into }), (p) => p ?? 'none: each component checked in a scratch place') : undefined;
+    const drilled = into ? await recoverInto(run, input.system, input.backup, into) : await verifySet(run, input.system, input.backup);
+    const { completedAt, ...outcome } = drilled;
     const result: DrillResult = {
-      ...verified,
       rtoSeconds: Math.round((Date.now() - startTime.getTime()) / 1000),
+      ...outcome,
       rpoSeconds: Math.round((startTime.getTime() - Date.parse(completedAt)) / 1000),
       rpoTargetSeconds: await rpoTarget({ system: input.system }),
     };
@@ -56,6 +68,46 @@ export async function drill(rawInput: DrillInput): Promise<DrillResult> {
   } catch (err) {
     run.finish(err);
     failRun(err);
+  }
+}
+
+/**
+ * The whole set recovered into scratch system `into` by a disaster recovery
+ * (a child run: each component staged and checked against the manifest, the
+ * application scaled up, its health checked), then the scratch system
+ * emptied, also when the recovery failed or the drill was cancelled.
+ */
+async function recoverInto(run: RunTracker, system: string, backup: string, into: string): Promise<Omit<DrillResult, 'rpoSeconds'> & { completedAt: string }> {
+  let tag: string | undefined;
+  try {
+    const recovered = await run.step(`recover into ${into}`, async () => {
+      const child = await startChild(disasterRecovery, {
+        workflowId: workflowIds.recovery(into),
+        args: [{ system: into, from: system, backup, approved: true, switchTraffic: false }],
+      });
+      tag = child.firstExecutionRunId; // names what the recovery made beside each place
+      return child.result();
+    }, (r) => `${r.plan.backupId} recovered in ${r.rtoSeconds} s, ${r.health?.length ?? 0} health checks passed`);
+    return {
+      backupId: recovered.plan.backupId,
+      components: recovered.restored ?? {},
+      into,
+      health: recovered.health,
+      tornDown: await tearDown(),
+      rtoSeconds: recovered.rtoSeconds!,
+      completedAt: recovered.plan.backupCompletedAt,
+    };
+  } catch (err) {
+    await CancellationScope.nonCancellable(tearDown).catch(() => undefined); // the recovery's failure is the one to report
+    throw err;
+  }
+
+  /** Only after our own recovery started: a refused start may mean another run is using the scratch system. */
+  async function tearDown(): Promise<Record<string, string> | undefined> {
+    if (tag === undefined) return undefined;
+    const at = tag;
+    tag = undefined; // once, whether it succeeds or not
+    return run.step('tear down', () => tearDownScratch({ system: into, setSystem: system, tag: at }), (r) => Object.values(r).join('; '));
   }
 }
 

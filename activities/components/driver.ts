@@ -12,6 +12,8 @@
  *
  * `verify` restores into a scratch place, compares with the manifest and
  * removes it: the deep check of a set, and the data half of a restore drill.
+ * `tearDown` empties the component's place in a scratch system after a drill
+ * recovered the whole set into it.
  */
 import type { PostgresAdapter } from '../../src/adapters/postgres.ts';
 import type { ComponentConfig } from '../../src/config.ts';
@@ -48,6 +50,8 @@ export interface Driver<K extends ComponentKind> {
   swapBack(ctx: DriverContext, component: ComponentOf<K>, config: ConfigOf<K>, tag: string): Promise<void>;
   discard(ctx: DriverContext, component: ComponentOf<K>, config: ConfigOf<K>, tag: string): Promise<void>;
   verify(ctx: DriverContext, component: ComponentOf<K>): Promise<string>;
+  /** Removes what lives in the place (and what restore `tag` left beside it); only ever called for a scratch system. A sentence for the report. */
+  tearDown(ctx: DriverContext, config: ConfigOf<K>, tag: string): Promise<string>;
 }
 
 /**
@@ -64,6 +68,7 @@ export interface AnyDriver {
   swapBack(ctx: DriverContext, component: Component, config: ComponentConfig, tag: string): Promise<void>;
   discard(ctx: DriverContext, component: Component, config: ComponentConfig, tag: string): Promise<void>;
   verify(ctx: DriverContext, component: Component): Promise<string>;
+  tearDown(ctx: DriverContext, config: ComponentConfig, tag: string): Promise<string>;
 }
 
 export function describeCounts(counts: Record<string, number>): string {

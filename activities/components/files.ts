@@ -10,6 +10,8 @@ import {
   digestingTar,
   discardInPod,
   discardLocal,
+  removeInPod,
+  removeLocal,
   stageInPod,
   stageLocalFromProcess,
   swapBackLocal,
@@ -23,7 +25,7 @@ import {
 } from '../../src/adapters/files.ts';
 import type { PodExec } from '../../src/adapters/kubernetes/exec.ts';
 import { withScratchDir } from '../../src/scratch.ts';
-import { IntegrityError } from '../../src/errors.ts';
+import { IntegrityError, NotFoundError } from '../../src/errors.ts';
 import { consumeDownload, downloadArtifact, uploadArtifact } from '../artifacts.ts';
 import type { ComponentOf, ConfigOf, Driver, DriverContext } from './driver.ts';
 import { podTarget } from './pods.ts';
@@ -94,6 +96,23 @@ export const filesDriver: Driver<'files'> = {
     const { pod } = await sourceOf(ctx, config);
     if (pod) await discardInPod(pod.exec, pod.at, tag);
     else await discardLocal(config.path, tag);
+  },
+
+  async tearDown(ctx, config, tag) {
+    if (!config.pod) {
+      await removeLocal(config.path, tag);
+      return `${config.path} removed`;
+    }
+    let source: Awaited<ReturnType<typeof sourceOf>>;
+    try {
+      source = await sourceOf(ctx, config);
+    } catch (err) {
+      // No pod of the workload left: the files went with it (or go with the namespace).
+      if (err instanceof NotFoundError) return `no pod of ${config.pod.workload} to remove ${config.path} from`;
+      throw err;
+    }
+    await removeInPod(source.pod!.exec, source.pod!.at, tag, { signal: ctx.signal });
+    return `${source.label} removed`;
   },
 
   async verify(ctx, component) {

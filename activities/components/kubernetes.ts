@@ -135,7 +135,11 @@ export const kubernetesDriver: Driver<'kubernetes'> = {
     // Exported once (its record is written last): a retry must not take the restored state for the previous one.
     if (!(await ctx.artifacts.store.head(`${keep}.json`))) {
       const kinds = [...new Set(Object.keys(component.objects))];
-      const current = await objects.exportNamespace(namespace, { kinds, signal: ctx.signal }).catch(() => []);
+      // No namespace yet (new infrastructure): nothing to keep. Any other failure stops the swap.
+      const current = await objects.exportNamespace(namespace, { kinds, signal: ctx.signal }).catch((err: unknown) => {
+        if (err instanceof NotFoundError) return [];
+        throw err;
+      });
       const progress = { step: 'keep', bytesIn: 0, bytesOut: 0 };
       const stored = await uploadArtifact(keep, jsonLines(current), Promise.resolve(), { ...ctx.artifacts, progress });
       await ctx.artifacts.store.putJson(`${keep}.json`, stored);
@@ -180,5 +184,14 @@ export const kubernetesDriver: Driver<'kubernetes'> = {
     } finally {
       await objects.deleteNamespace(scratch, { signal: ctx.signal });
     }
+  },
+
+  /** The scratch system's namespace deleted, with all in it (the restore's kept copy goes with `discard`). */
+  async tearDown(ctx, config, tag) {
+    const namespace = targetNamespace(ctx);
+    await (await ctx.systems.kubernetes(ctx.system)).objects.deleteNamespace(namespace, { signal: ctx.signal });
+    const keep = previousKey(ctx, config, tag);
+    await ctx.artifacts.store.deleteObjects([keep, `${keep}.json`]);
+    return `namespace ${namespace} deleted`;
   },
 };

@@ -273,4 +273,11 @@ export const postgresDriver: Driver<'postgres'> = {
       await ctx.postgres.dropDatabase(url, scratch).catch(() => undefined);
     }
   },
+
+  async tearDown(ctx, _config, tag) {
+    const { url, live, recovery, retired } = namesFor(ctx, tag);
+    const dropped: string[] = [];
+    for (const name of [live, recovery, retired]) if (await ctx.postgres.dropDatabase(url, name)) dropped.push(name);
+    return dropped.length ? `database ${dropped.join(', ')} dropped` : 'no database to drop';
+  },
 };

@@ -197,6 +197,21 @@ export const redisDriver: Driver<'redis'> = {
     await withRedis(withDb(url, config.stagingDb), (c) => c.flushdb());
   },
 
+  /** The live and the spare database emptied (the restore marker goes with them). */
+  async tearDown(ctx, config) {
+    const url = ctx.systems.redisUrl(ctx.system);
+    const live = parseRedisUrl(url).db;
+    let keys = 0;
+    for (const db of [live, config.stagingDb]) {
+      keys += await withRedis(withDb(url, db), async (c) => {
+        const n = await c.dbsize();
+        await c.flushdb();
+        return n;
+      });
+    }
+    return `${keys} keys flushed from databases ${live} and ${config.stagingDb}`;
+  },
+
   async verify(ctx, component) {
     const scratch = await startScratchRedis();
     try {

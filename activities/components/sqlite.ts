@@ -12,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import {
   discardSqlitePrevious,
   inspectSqlite,
+  removeSqlite,
   restoreSqlite,
   sqliteSnapshot,
   sqliteSnapshotInPod,
@@ -92,6 +93,13 @@ export const sqliteDriver: Driver<'sqlite'> = {
   async discard(_ctx, _component, config, tag) {
     await discardSqlitePrevious(config.path, tag);
     await rm(downloadPath(config, tag), { force: true });
+  },
+
+  async tearDown(_ctx, config, tag) {
+    if (config.pod) return 'nothing restored inside a pod';
+    await removeSqlite(config.path, tag);
+    await rm(downloadPath(config, tag), { force: true });
+    return `${config.path} removed`;
   },
 
   async verify(ctx, component) {

@@ -489,6 +489,10 @@ if { exists "$s" && [ -d "$w" ]; } || exists "$w/restored"; then
 fi
 rm -rf "$s" "$p" "$w"`;
 
+/** The live tree and every restore copy beside it: a scratch place emptied after a drill. */
+const REMOVE = `${SWAP_PRELUDE}
+rm -rf "$d" "$s" "$w" "$p"`;
+
 const TAG = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** Where restore `tag` keeps its trees beside the live directory `dir` (an absolute path). */
@@ -649,6 +653,11 @@ export function discardLocal(dir: string, tag: string): Promise<void> {
   return swap(local, DISCARD, 'discard the restore copies of', dir, tag);
 }
 
+/** Removes the tree and what restore `tag` left beside it (a scratch system's, after a drill). */
+export function removeLocal(dir: string, tag: string): Promise<void> {
+  return swap(local, REMOVE, 'remove', dir, tag);
+}
+
 // ---------------------------------------------------------------------------
 // A pod
 
@@ -682,4 +691,8 @@ export function swapBackPod(exec: PodExec, target: PodTarget, tag: string, optio
 
 export function discardInPod(exec: PodExec, target: PodTarget, tag: string, options: { signal?: AbortSignal } = {}): Promise<void> {
   return swap(inPod(exec, target), DISCARD, 'discard the restore copies of', target.dir, tag, options.signal);
+}
+
+export function removeInPod(exec: PodExec, target: PodTarget, tag: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+  return swap(inPod(exec, target), REMOVE, 'remove', target.dir, tag, options.signal);
 }

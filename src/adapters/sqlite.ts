@@ -339,6 +339,12 @@ export async function discardSqlitePrevious(dbPath: string, tag: string): Promis
   await removeWithSidecars(at.staged);
 }
 
+/** Deletes the database and its sidecars, and whatever restore `tag` left beside it. Idempotent. */
+export async function removeSqlite(dbPath: string, tag: string): Promise<void> {
+  await discardSqlitePrevious(dbPath, tag);
+  await removeWithSidecars(restorePaths(dbPath, tag).db);
+}
+
 // ---------------------------------------------------------------- in a pod
 
 export interface PodSqliteTarget {

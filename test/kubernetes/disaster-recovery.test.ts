@@ -21,13 +21,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { WorkflowFailedError } from '@temporalio/client';
+import type proto from '@temporalio/proto';
 import { Redis } from 'ioredis';
 import { startPostgresServer } from '../../deploy/bed/bed.ts';
 import { startKubernetes, type KubernetesBed } from '../../deploy/bed/kubernetes/cluster.ts';
@@ -45,7 +46,9 @@ const DB = 'dr_app';
 const FLOW_DB = 'dr_flow';
 const namespace = 'swarm';
 const flowNamespace = 'flow-new';
-const redis = { live: 11, staging: 12, flowLive: 13, flowStaging: 14 };
+const DRILL_DB = 'dr_drill';
+const drillNamespace = 'swarm-drill';
+const redis = { drillLive: 9, drillStaging: 10, live: 11, staging: 12, flowLive: 13, flowStaging: 14 };
 /** Site B's databases (flowLive, flowStaging) are on its own redis-server. */
 const redisUrl = (db: number) => `redis://127.0.0.1:${db >= redis.flowLive ? siteB.redis.port : bedEnv('BED_REDIS_PORT')}/${db}`;
 
@@ -76,6 +79,8 @@ const webhook = { calls: [] as string[], server: undefined as Server | undefined
 const places = (root: string) => ({ data: join(root, 'data'), runtime: join(root, 'exec', 'runtime') });
 let swarm: ReturnType<typeof places>;
 let flow: ReturnType<typeof places>;
+/** The scratch system drills recover into: beside swarm on the same servers and cluster, in places of its own. */
+let rehearsal: ReturnType<typeof places>;
 
 async function listen(handler: Parameters<typeof createServer>[1]): Promise<{ server: Server; port: number }> {
   const server = createServer(handler);
@@ -232,6 +237,7 @@ before(async () => {
   chmodSync(dir, 0o755); // site B's PostgreSQL server runs as the postgres user, under it
   swarm = places(join(dir));
   flow = places(join(dir, 'flow'));
+  rehearsal = places(join(dir, 'drill'));
   bed = await startKubernetes({ dir, localExec: true });
   kube = Kubernetes.connect({ kubeconfig: bed.kubeconfigPath });
   apps = kube.kc.makeApiClient(AppsV1Api);
@@ -257,11 +263,19 @@ before(async () => {
   await bedPostgres.createSampleDatabase(DB, 5000);
   await fillRedis(redis.live);
   fillFiles(swarm);
-  setup = testSetup('dr', { swarm: DB, flow: FLOW_DB }, {
+  const drillConfig = systemConfig({ kubeconfig: bed.kubeconfigPath }, drillNamespace, rehearsal, redis.drillLive, redis.drillStaging, DRILL_DB, 'DRILL_REDIS_URL');
+  setup = testSetup('dr', { swarm: DB, flow: FLOW_DB, 'swarm-drill': DRILL_DB }, {
     swarm: systemConfig({ kubeconfig: bed.kubeconfigPath }, namespace, swarm, redis.live, redis.staging, DB, 'SWARM_REDIS_URL'),
     flow: systemConfig({ kubeconfig: siteB.kubeconfig, context: 'site-b' }, flowNamespace, flow, redis.flowLive, redis.flowStaging, FLOW_DB, 'FLOW_REDIS_URL'),
+    'swarm-drill': { ...drillConfig, recovery: { ...drillConfig.recovery, scratch: true } },
   });
-  workerEnv = { FLOW_DATABASE_URL: siteB.pg.url(FLOW_DB), SWARM_REDIS_URL: redisUrl(redis.live), FLOW_REDIS_URL: redisUrl(redis.flowLive), DR_WEBHOOK: `http://127.0.0.1:${webhook.port}/switch` };
+  workerEnv = {
+    FLOW_DATABASE_URL: siteB.pg.url(FLOW_DB),
+    SWARM_REDIS_URL: redisUrl(redis.live),
+    FLOW_REDIS_URL: redisUrl(redis.flowLive),
+    DRILL_REDIS_URL: redisUrl(redis.drillLive),
+    DR_WEBHOOK: `http://127.0.0.1:${webhook.port}/switch`,
+  };
   opsflow = await client(setup);
   worker = await startWorker(setup, workerEnv);
   workers.push(worker);
@@ -282,29 +296,54 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** Kills the worker (SIGKILL) and starts a new one; one at a time, whoever asks. */
+let restarting = Promise.resolve();
+function restartWorker(): Promise<void> {
+  restarting = restarting.then(async () => {
+    await worker.kill();
+    worker = await startWorker(setup, workerEnv);
+    workers.push(worker);
+  });
+  return restarting;
+}
+
 /**
- * Follows the run's history as it is written and kills the worker (SIGKILL)
- * the moment each activity is scheduled, then starts a new one: every step
- * in turn loses its worker, before, during or just after its call. Returns
- * the steps, as "<activity> <component or workload>".
+ * Follows a run's history as it is written and, at each step `killAt`
+ * picks, kills the worker the moment the step is scheduled, then starts a new
+ * one: the step loses its worker before, during or just after its call.
+ * Steps are "<activity> <component or workload>", or "child <workflow type>".
+ * Waits for a run that is not there yet (a child). Returns the steps killed at.
  */
-async function killingAtEveryStep(workflowId: string): Promise<string[]> {
+async function killingAt(workflowId: string, killAt: (step: string) => boolean = () => true): Promise<string[]> {
   const killedAt: string[] = [];
   let nextPageToken: Uint8Array | undefined;
   for (;;) {
-    const page = await opsflow.temporal.workflowService.getWorkflowExecutionHistory({ namespace: 'default', execution: { workflowId }, waitNewEvent: true, nextPageToken });
+    let page;
+    try {
+      page = await opsflow.temporal.workflowService.getWorkflowExecutionHistory({ namespace: 'default', execution: { workflowId }, waitNewEvent: true, nextPageToken });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 5) throw err; // NOT_FOUND: not started yet
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      continue;
+    }
     for (const event of page.history?.events ?? []) {
-      const scheduled = event.activityTaskScheduledEventAttributes;
-      if (!scheduled) continue;
-      const [input] = (scheduled.input?.payloads ?? []).map((p) => JSON.parse(Buffer.from(p.data!).toString()) as { component?: { name: string }; workload?: string });
-      killedAt.push([scheduled.activityType?.name, input?.component?.name ?? input?.workload].filter(Boolean).join(' '));
-      await worker.kill();
-      worker = await startWorker(setup, workerEnv);
-      workers.push(worker);
+      const step = stepOf(event);
+      if (step === undefined || !killAt(step)) continue;
+      killedAt.push(step);
+      await restartWorker();
     }
     if (!page.nextPageToken?.length) return killedAt; // the run is closed
     nextPageToken = page.nextPageToken;
   }
+}
+
+function stepOf(event: proto.temporal.api.history.v1.IHistoryEvent): string | undefined {
+  const child = event.startChildWorkflowExecutionInitiatedEventAttributes;
+  if (child) return `child ${child.workflowType?.name}`;
+  const scheduled = event.activityTaskScheduledEventAttributes;
+  if (!scheduled) return undefined;
+  const [input] = (scheduled.input?.payloads ?? []).map((p) => JSON.parse(Buffer.from(p.data!).toString()) as { component?: { name: string }; workload?: string });
+  return [scheduled.activityType?.name, input?.component?.name ?? input?.workload].filter(Boolean).join(' ');
 }
 
 describe('disaster recovery of a sample system on the bed', () => {
@@ -327,7 +366,7 @@ describe('disaster recovery of a sample system on the bed', () => {
 
     const started = Date.now();
     const run = await opsflow.startDisasterRecovery({ system: 'swarm', backup: backupId, approved: true });
-    const killedAt = await killingAtEveryStep(run.workflowId);
+    const killedAt = await killingAt(run.workflowId);
     const result = await run.result();
     const wallSeconds = (Date.now() - started) / 1000;
     process.stderr.write(`[dr] ${killedAt.length} kills, at: ${killedAt.join(' | ')}; ${wallSeconds.toFixed(1)} s wall, RTO reported ${result.rtoSeconds} s\n`);
@@ -395,11 +434,59 @@ describe('disaster recovery of a sample system on the bed', () => {
 
     assert.deepEqual((await sql<{ datname: string }>('postgres', 'SELECT datname FROM pg_database')).map((d) => d.datname).sort(), databasesBefore, 'no scratch database left');
     assert.deepEqual((await core.listNamespace()).items.map((n) => n.metadata!.name).sort(), namespacesBefore, 'no scratch namespace left');
-    const record = await findDrillRecord();
+    const records = await drillRecords();
+    assert.equal(records.length, 1);
+    const record = records[0]!;
     assert.equal(record.backupId, backupId);
     assert.equal(record.rtoSeconds, result.rtoSeconds);
     assert.equal(record.rpoSeconds, result.rpoSeconds);
     assert.equal(record.ok, true);
+  });
+
+  it('a drill into a scratch system recovers the whole set there with the worker killed at its steps, checks the application, empties the scratch system and leaves the live one alone', { timeout: 300_000 }, async () => {
+    const live = await fingerprint();
+    const databasesBefore = (await sql<{ datname: string }>('postgres', 'SELECT datname FROM pg_database')).map((d) => d.datname).sort();
+    const drillsBefore = await drillRecords();
+
+    const run = await opsflow.startDrill({ system: 'swarm', backup: 'latest', into: 'swarm-drill' });
+    // Every step of the drill itself, and two of the recovery it runs (its database swap and its health check).
+    const [killedAt, killedInRecovery] = await Promise.all([
+      killingAt(run.workflowId),
+      killingAt(`recover/${drillNamespace}`, (step) => step === 'swapInComponent postgres' || step === 'recoveryHealth'),
+    ]);
+    const result = await run.result();
+    process.stderr.write(`[drill] killed at: ${[...killedAt, ...killedInRecovery].join(' | ')}; RTO ${result.rtoSeconds} s\n`);
+    assert.deepEqual(killedAt, ['drillPlace', 'child disasterRecovery', 'tearDownScratch', 'rpoTarget', 'recordDrill']);
+    assert.deepEqual(killedInRecovery, ['swapInComponent postgres', 'recoveryHealth']);
+
+    assert.equal(result.into, 'swarm-drill');
+    assert.equal(result.backupId, backupId);
+    assert.match(result.components.postgres!, /^dr_drill_\w+: \d+ tables, \d+ rows, as in the manifest$/);
+    assert.deepEqual(Object.keys(result.components).sort(), ['cache', 'config', 'data', 'postgres', 'runtime']);
+    // /health reads the scratch database and Redis database: they held the set while the application ran on them.
+    assert.deepEqual(result.health?.map((h) => [h.name, h.ok]), [['health', true], ['ready', true]]);
+    assert.deepEqual(Object.keys(result.tornDown ?? {}).sort(), ['cache', 'config', 'data', 'postgres', 'runtime']);
+    assert.ok(result.rtoSeconds > 0 && result.rpoSeconds > 0);
+
+    // Nothing of the scratch system is left, nothing of the live one changed.
+    await assert.rejects(core.readNamespace({ name: drillNamespace }), 'the scratch namespace is gone');
+    assert.deepEqual((await sql<{ datname: string }>('postgres', 'SELECT datname FROM pg_database')).map((d) => d.datname).sort(), databasesBefore, 'no scratch database left');
+    for (const db of [redis.drillLive, redis.drillStaging]) {
+      const r = new Redis(redisUrl(db));
+      assert.equal(await r.dbsize(), 0, `Redis database ${db} empty`);
+      r.disconnect();
+    }
+    for (const path of Object.values(rehearsal)) assert.equal(existsSync(path), false, `${path} removed`);
+    assert.deepEqual(await leftovers(DRILL_DB, rehearsal, redis.drillStaging), []);
+    assertSame(await fingerprint(), live, 'the live system untouched');
+    assert.deepEqual(await deploymentState(), { replicas: 3, held: undefined });
+
+    // Done once: one recovery run, one record with the result's RTO and RPO.
+    const history = await opsflow.temporal.workflowService.getWorkflowExecutionHistory({ namespace: 'default', execution: { workflowId: run.workflowId } });
+    assert.equal(history.history!.events!.filter((e) => e.startChildWorkflowExecutionInitiatedEventAttributes).length, 1);
+    const records = (await drillRecords()).filter((r) => !drillsBefore.some((b) => b.at === r.at));
+    assert.equal(records.length, 1);
+    assert.deepEqual([records[0]!.into, records[0]!.rtoSeconds, records[0]!.rpoSeconds, records[0]!.ok], ['swarm-drill', result.rtoSeconds, result.rpoSeconds, true]);
   });
 
   it('recovers into new infrastructure (another cluster, by a context of the kubeconfig; another database server and Redis server), verifies it and switches traffic', async () => {
@@ -441,10 +528,9 @@ function twoSiteKubeconfig(path: string, sites: Record<string, string>): string 
   return path;
 }
 
-async function findDrillRecord(): Promise<{ backupId: string; rtoSeconds: number; rpoSeconds: number; ok: boolean }> {
+async function drillRecords(): Promise<{ at: string; backupId: string; into?: string; rtoSeconds: number; rpoSeconds: number; ok: boolean }[]> {
   const store = bedStore();
-  const keys: string[] = [];
-  for await (const { key } of store.listKeys(`${setup.prefix}/swarm/drills/`)) keys.push(key);
-  assert.equal(keys.length, 1, `one drill record (${keys.join(', ')})`);
-  return (await store.getJson(keys[0]!)) as { backupId: string; rtoSeconds: number; rpoSeconds: number; ok: boolean };
+  const records = [];
+  for await (const { key } of store.listKeys(`${setup.prefix}/swarm/drills/`)) records.push(await store.getJson(key));
+  return records as Awaited<ReturnType<typeof drillRecords>>;
 }

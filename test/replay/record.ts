@@ -5,9 +5,9 @@
  *   postgres    backup; restore into a copy, a swap with approval, a failing
  *               restore (backup.json, restore-*.json)
  *   sets        an encrypted set (PostgreSQL, Redis, files, SQLite): backup,
- *               whole-set restore, verify, drill, retention dry run, disaster
- *               recovery, and one whose health check fails and is put back
- *               (set-*.json)
+ *               whole-set restore, verify, drill (in scratch places, and into
+ *               a scratch system), retention dry run, disaster recovery, and
+ *               one whose health check fails and is put back (set-*.json)
  *   kubernetes  a maintenance window ended early; deploys that complete (with
  *               a migration Job and a bake), are rolled back automatically (a
  *               bad image), are paused mid-bake and aborted (maintenance.json,
@@ -137,8 +137,21 @@ async function recordSets() {
   };
   // The same places, with a health check that fails: a recovery that is put back.
   const broken = { ...sets, recovery: { health: [{ name: 'health', url: 'http://127.0.0.1:9/health', timeoutMs: 500 }] } };
-  const setup = testSetup('record-sets', { sets: 'record_sets', broken: 'record_sets' }, { sets, broken });
-  const worker = await startWorker(setup, { SETS_REDIS_URL: redisUrl, SETS_KEY: randomBytes(32).toString('base64') });
+  // A scratch system of its own places, which a drill recovers into and empties.
+  const rehearsal = {
+    redis: { url: { env: 'REHEARSAL_REDIS_URL' } },
+    backup: {
+      components: [
+        { kind: 'postgres' },
+        { kind: 'redis', name: 'cache', stagingDb: 6 },
+        { kind: 'files', name: 'data', path: join(dir, 'rehearsal-data') },
+        { kind: 'sqlite', name: 'hive', path: join(dir, 'rehearsal.db') },
+      ],
+    },
+    recovery: { scratch: true },
+  };
+  const setup = testSetup('record-sets', { sets: 'record_sets', broken: 'record_sets', rehearsal: 'record_rehearsal' }, { sets, broken, rehearsal });
+  const worker = await startWorker(setup, { SETS_REDIS_URL: redisUrl, REHEARSAL_REDIS_URL: `redis://127.0.0.1:${bed.env.BED_REDIS_PORT}/5`, SETS_KEY: randomBytes(32).toString('base64') });
   cleanups.push(() => worker.stop());
   const opsflow = await client(setup);
   cleanups.push(() => opsflow.close());
@@ -150,6 +163,7 @@ async function recordSets() {
     ['set-restore', () => opsflow.startRestore({ system: 'sets', backup: backupId, approved: true })],
     ['set-verify', () => opsflow.startVerify({ system: 'sets', backup: backupId })],
     ['set-drill', () => opsflow.startDrill({ system: 'sets', backup: 'latest' })],
+    ['set-drill-into', () => opsflow.startDrill({ system: 'sets', backup: 'latest', into: 'rehearsal' })],
     ['set-retention', () => opsflow.startRetention({ system: 'sets', dryRun: true })],
     ['set-disaster-recovery', () => opsflow.startDisasterRecovery({ system: 'sets', backup: backupId, approved: true })],
   ];

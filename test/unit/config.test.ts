@@ -48,4 +48,12 @@ describe('config', () => {
     const config = parseConfig({ version: 1, systems: { a: { s3: { bucket: 'b' } }, b: { s3: { bucket: 'b' } } } });
     assert.throws(() => getSystem(config, 'c'), (err: Error) => err instanceof NotFoundError && /unknown system "c" \(configured: a, b\)/.test(err.message));
   });
+
+  it('a drill goes only into another system marked scratch', () => {
+    const systems = (recovery: object, scratch: object = { scratch: true }) => ({ version: 1, systems: { app: { s3: { bucket: 'b' }, recovery }, rehearsal: { s3: { bucket: 'b' }, recovery: scratch } } });
+    assert.equal(parseConfig(systems({ drillInto: 'rehearsal' })).systems.app!.recovery.drillInto, 'rehearsal');
+    assert.match(errorOf(systems({ drillInto: 'rehearsal' }, {})), /systems\.app\.recovery\.drillInto: "rehearsal" is not marked recovery\.scratch: true/);
+    assert.match(errorOf(systems({ drillInto: 'nowhere' })), /systems\.app\.recovery\.drillInto: unknown system "nowhere"/);
+    assert.match(errorOf(systems({ drillInto: 'app' })), /systems\.app\.recovery\.drillInto: a system cannot drill into itself/);
+  });
 });
