@@ -12,11 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { FAKE_NODE_SELECTOR, FAKE_NODE_TOLERATION, startKubernetes, type KubernetesBed } from '../../deploy/bed/kubernetes/cluster.ts';
-import { PodExec } from '../../src/adapters/kubernetes/exec.ts';
-import { isPodReady } from '../../src/adapters/kubernetes/workloads.ts';
+import { startKubernetes, type KubernetesBed } from '../../deploy/bed/kubernetes/cluster.ts';
+import type { PodExec } from '../../src/adapters/kubernetes/exec.ts';
 import {
   digestingTar,
   digestOfPodTree,
@@ -32,6 +29,7 @@ import {
   type TreeDigest,
 } from '../../src/adapters/files.ts';
 import { IntegrityError, NotFoundError } from '../../src/errors.ts';
+import { podToExecInto } from '../support/kubernetes.ts';
 
 const namespace = 'default';
 const pod = 'files';
@@ -82,21 +80,7 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'opsflow-k8s-files-'));
   bed = await startKubernetes({ dir, localExec: true });
   podRoot = join(dir, 'exec');
-  const kc = new KubeConfig();
-  kc.loadFromFile(bed.kubeconfigPath);
-  const core = kc.makeApiClient(CoreV1Api);
-  podExec = new PodExec(kc);
-  await core.createNamespacedPod({
-    namespace,
-    body: {
-      metadata: { name: pod },
-      spec: { nodeSelector: FAKE_NODE_SELECTOR, tolerations: [FAKE_NODE_TOLERATION], containers: [{ name: 'app', image: 'example/app:v1' }] },
-    },
-  });
-  for (let i = 0; !isPodReady(await core.readNamespacedPod({ namespace, name: pod })); i++) {
-    if (i > 100) throw new Error(`${pod} not Ready after 10 s`);
-    await sleep(100);
-  }
+  podExec = await podToExecInto(bed.kubeconfigPath, namespace, pod);
 });
 
 after(async () => {
