@@ -11,7 +11,7 @@
  *   4. scale-down           workloads to 0, their replicas remembered on them
  *   5. swap in <component>  configuration objects, files, database, Redis, SQLite
  *   6. scale-back, wait-ready
- *   7. restore in pods      components that live inside a pod, then a restart
+ *   7. restore in pods      components that live inside a pod, then a restart, its rollout waited out
  *   8. health               every configured check must pass
  *   9. switch-traffic       the configured webhook (DNS, load balancer), if any
  *  10. clean up            what staging left; the replaced database is kept renamed
@@ -21,7 +21,7 @@
  * replicas restored. The result reports the set, RPO and measured RTO.
  * Workflow ID `recover/<system>`: one restore or recovery of a system at a time.
  */
-import { ApplicationFailure } from '@temporalio/workflow';
+import { ApplicationFailure, patched } from '@temporalio/workflow';
 import { activities, change, quick, watch, watched } from './activityOptions.ts';
 import { awaitApproval } from './approval.ts';
 import { commitAll, planSetRestore, stageAll, swapInAll } from './recovery.ts';
@@ -32,7 +32,14 @@ import { disasterRecoveryInputSchema, type DisasterRecoveryInput, type SetRestor
 // Each heartbeats while it runs: a worker that dies at any step is noticed within seconds.
 const { recoveryWorkloads, recoveryHealth } = activities(watched(quick));
 const { scaleWorkloadDown, scaleWorkloadBack, restartWorkload, switchTraffic } = activities(watched(change));
-const { waitForPodsReady } = activities(watched(watch));
+const { waitForPodsReady, waitForRollout } = activities(watched(watch));
+
+/**
+ * Runs recorded before this patch went from the restart straight to
+ * wait-ready, which could pass on the old pods before the controller had
+ * begun to replace them.
+ */
+const WAIT_FOR_RESTART = 'wait-for-restart';
 
 export async function disasterRecovery(rawInput: DisasterRecoveryInput): Promise<SetRestoreResult> {
   const input = parseInput(disasterRecoveryInputSchema, rawInput);
@@ -78,6 +85,11 @@ export async function disasterRecovery(rawInput: DisasterRecoveryInput): Promise
       await run.step('restart', async () => {
         for (const workload of workloads) await restartWorkload({ system, workload, at: new Date().toISOString() });
       });
+      if (patched(WAIT_FOR_RESTART)) {
+        await run.step('wait-rollout', async () => {
+          for (const workload of workloads) await waitForRollout({ system, workload });
+        }, () => `${workloads.join(', ')} rolled out`);
+      }
       await waitReady(run, workloads);
     }
 

@@ -1,8 +1,9 @@
 /**
  * SQLite with its online backup API (`.backup`), never a plain copy of a
- * live file. A restore downloads the copy beside the live file, checks its
- * integrity and row counts, then renames it into place (the previous file
- * kept until the restore commits).
+ * live file. A restore downloads the copy beside the live file (on the
+ * worker, or in the pod through the exec API), checks its integrity and row
+ * counts, then renames it into place (the previous file kept until the
+ * restore commits).
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -10,17 +11,24 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
+  discardSqliteInPod,
   discardSqlitePrevious,
   inspectSqlite,
   removeSqlite,
+  removeSqliteInPod,
   restoreSqlite,
   sqliteSnapshot,
   sqliteSnapshotInPod,
+  stageSqliteInPod,
+  swapBackSqliteInPod,
+  swapInSqliteInPod,
   undoRestoreSqlite,
+  type PodSqliteTarget,
   type SqliteInfo,
 } from '../../src/adapters/sqlite.ts';
+import type { PodExec } from '../../src/adapters/kubernetes/exec.ts';
 import { withScratchDir } from '../../src/scratch.ts';
-import { IntegrityError, InvalidInputError } from '../../src/errors.ts';
+import { IntegrityError, NotFoundError } from '../../src/errors.ts';
 import { compareRowCounts, describeRowCountMismatches } from '../../src/domain/manifest.ts';
 import { consumeDownload, downloadArtifact, uploadArtifact } from '../artifacts.ts';
 import { describeCounts, type ComponentOf, type ConfigOf, type Driver, type DriverContext } from './driver.ts';
@@ -37,13 +45,20 @@ function downloadPath(config: ConfigOf<'sqlite'>, tag: string): string {
 async function fetchChecked(ctx: DriverContext, component: SqliteComponent, file: string): Promise<SqliteInfo> {
   await consumeDownload(downloadArtifact(component, ctx.artifacts), (stream: Readable) => pipeline(stream, createWriteStream(file)));
   const info = await inspectSqlite(file);
-  const mismatches = compareRowCounts(component.rowCounts, info.tables);
-  if (mismatches.length) throw new IntegrityError(`${component.name}: ${describeRowCountMismatches(mismatches)}`);
+  checkCounts(component, info);
   return info;
 }
 
-function refuseInPod(config: ConfigOf<'sqlite'>): void {
-  if (config.pod) throw new InvalidInputError(`${config.name}: restoring SQLite inside a pod is not supported; mount its volume on the worker and configure the path without pod`);
+function checkCounts(component: SqliteComponent, info: SqliteInfo): void {
+  const mismatches = compareRowCounts(component.rowCounts, info.tables);
+  if (mismatches.length) throw new IntegrityError(`${component.name}: ${describeRowCountMismatches(mismatches)}`);
+}
+
+/** The database inside a pod, with the exec API to reach it; undefined for one on the worker. */
+async function podOf(ctx: DriverContext, config: ConfigOf<'sqlite'>): Promise<{ exec: PodExec; at: PodSqliteTarget } | undefined> {
+  if (!config.pod) return undefined;
+  const at = await podTarget(ctx, config.pod, config.path);
+  return { exec: (await ctx.systems.kubernetes(ctx.system)).exec, at };
 }
 
 export const sqliteDriver: Driver<'sqlite'> = {
@@ -76,27 +91,50 @@ export const sqliteDriver: Driver<'sqlite'> = {
   },
 
   async stage(ctx, component, config, tag) {
-    refuseInPod(config);
+    const pod = await podOf(ctx, config);
+    if (pod) {
+      const info = await consumeDownload(downloadArtifact(component, ctx.artifacts), (stream: Readable) =>
+        stageSqliteInPod(pod.exec, pod.at, tag, stream, { expectedBytes: component.rawBytes, signal: ctx.signal }),
+      );
+      checkCounts(component, info);
+      return `${describeCounts(info.tables)} checked beside ${config.path} in pod ${pod.at.namespace}/${pod.at.pod}, as in the manifest`;
+    }
     const info = await fetchChecked(ctx, component, downloadPath(config, tag));
     return `${describeCounts(info.tables)} checked beside ${config.path}, as in the manifest`;
   },
 
-  async swapIn(_ctx, _component, config, tag) {
-    refuseInPod(config);
-    await restoreSqlite(config.path, downloadPath(config, tag), tag);
+  async swapIn(ctx, _component, config, tag) {
+    const pod = await podOf(ctx, config);
+    if (pod) await swapInSqliteInPod(pod.exec, pod.at, tag, { signal: ctx.signal });
+    else await restoreSqlite(config.path, downloadPath(config, tag), tag);
   },
 
-  async swapBack(_ctx, _component, config, tag) {
-    await undoRestoreSqlite(config.path, tag);
+  async swapBack(ctx, _component, config, tag) {
+    const pod = await podOf(ctx, config);
+    if (pod) await swapBackSqliteInPod(pod.exec, pod.at, tag, { signal: ctx.signal });
+    else await undoRestoreSqlite(config.path, tag);
   },
 
-  async discard(_ctx, _component, config, tag) {
+  async discard(ctx, _component, config, tag) {
+    const pod = await podOf(ctx, config);
+    if (pod) return discardSqliteInPod(pod.exec, pod.at, tag, { signal: ctx.signal });
     await discardSqlitePrevious(config.path, tag);
     await rm(downloadPath(config, tag), { force: true });
   },
 
-  async tearDown(_ctx, config, tag) {
-    if (config.pod) return 'nothing restored inside a pod';
+  async tearDown(ctx, config, tag) {
+    if (config.pod) {
+      let pod;
+      try {
+        pod = await podOf(ctx, config);
+      } catch (err) {
+        // No pod of the workload left: the file went with it (or goes with the namespace).
+        if (err instanceof NotFoundError) return `no pod of ${config.pod.workload} to remove ${config.path} from`;
+        throw err;
+      }
+      await removeSqliteInPod(pod!.exec, pod!.at, tag, { signal: ctx.signal });
+      return `${config.path} removed in pod ${pod!.at.namespace}/${pod!.at.pod}`;
+    }
     await removeSqlite(config.path, tag);
     await rm(downloadPath(config, tag), { force: true });
     return `${config.path} removed`;

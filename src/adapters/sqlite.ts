@@ -20,6 +20,7 @@ import { pathToFileURL } from 'node:url';
 import { CommandFailedError, ConflictError, IntegrityError, InvalidInputError, NotFoundError, PeerRejectedError, PeerUnavailableError } from '../errors.ts';
 import type { PodExec } from './kubernetes/exec.ts';
 import { startTool } from './process.ts';
+import { CONFLICT, inPod, NOT_FOUND } from './scripts.ts';
 
 export interface SqliteInfo {
   bytes: number;
@@ -431,4 +432,137 @@ export function sqliteSnapshotInPod(exec: PodExec, target: PodSqliteTarget, opti
   done.catch((err: unknown) => stream.destroy(err as Error));
   info.catch(() => undefined);
   return { stream, info, done };
+}
+
+// ---------------------------------------------------------------- restore in a pod
+
+/*
+ * The same atomic restore in a container, by sh scripts through the exec API
+ * (the container needs sh, sqlite3, head, od, stat, mv, rm). Beside the
+ * database `<db>`, restore `<tag>` uses:
+ *   <db>.opsflow-download-<tag>     the copy being received and checked
+ *   <db>.opsflow-staged-<tag>       checked, with the live one's journal mode and permissions
+ *   <db>.opsflow-swap-<tag>/        from the start of the swap-in to the end of a swap-back or discard:
+ *     previous[-wal|-shm|-journal]  the database that was live, with its sidecars
+ *     undoing                       a swap-back under way (the restored copy is removed)
+ * Each script can be run again after any partial run; CONFLICT where going
+ * on could lose a database.
+ */
+
+/** $1 = download, $2 = size: `head -c` ends the input itself (kwok's exec never delivers stdin's EOF). */
+const POD_RECEIVE = `set -e
+rm -f "$1" "$1-wal" "$1-shm" "$1-journal"
+head -c "$2" > "$1"`;
+
+/** $1 = live, $2 = download, $3 = staged: the checked copy takes the live one's journal mode (header byte 18: 2 is WAL) and permissions. */
+const POD_PROMOTE = `set -e
+d=$1 p=$2 s=$3
+if [ -e "$d" ]; then
+  if [ "$(od -An -tu1 -j18 -N1 "$d" | tr -d ' ')" = 2 ]; then m=wal; else m=delete; fi
+  sqlite3 "$p" "PRAGMA journal_mode=$m;" > /dev/null
+  chmod "$(stat -c %a "$d")" "$p"
+fi
+rm -f "$p-wal" "$p-shm" "$p-journal"
+mv "$p" "$s"`;
+
+/** $1 = live, $2 = staged, $3 = swap directory. Staged gone and the swap directory there: swapped in already. */
+const POD_SWAP_IN = `set -e
+d=$1 s=$2 w=$3
+if [ -e "$w/undoing" ]; then printf 'a swap back of %s is under way: run it to the end first\\n' "$d" >&2; exit ${CONFLICT}; fi
+if [ ! -e "$s" ]; then
+  [ -d "$w" ] && exit 0
+  printf 'nothing is staged for %s (no %s)\\n' "$d" "$s" >&2; exit ${NOT_FOUND}
+fi
+mkdir -p "$w"
+for x in -wal -shm -journal ''; do
+  [ -e "$d$x" ] || continue
+  if [ -e "$w/previous$x" ]; then printf '%s and %s both exist\\n' "$d$x" "$w/previous$x" >&2; exit ${CONFLICT}; fi
+  mv "$d$x" "$w/previous$x"
+done
+mv "$s" "$d"`;
+
+/** $1 = live, $2 = staged, $3 = swap directory. The restored copy goes (once: `undoing` marks it gone), then the previous one comes back. */
+const POD_SWAP_BACK = `set -e
+d=$1 s=$2 w=$3
+[ -d "$w" ] || exit 0
+if [ ! -e "$w/undoing" ]; then
+  if [ ! -e "$s" ]; then rm -f "$d" "$d-wal" "$d-shm" "$d-journal"; fi
+  mkdir "$w/undoing"
+fi
+for x in '' -wal -shm -journal; do
+  if [ -e "$w/previous$x" ]; then mv "$w/previous$x" "$d$x"; fi
+done
+rm -rf "$w"`;
+
+/** $1 = live, $2 = staged, $3 = swap directory, $4 = download. Refused while a swap is half done. */
+const POD_DISCARD = `set -e
+d=$1 s=$2 w=$3 p=$4
+if { [ -e "$s" ] && [ -d "$w" ]; } || [ -e "$w/undoing" ]; then
+  printf 'a swap of %s is half done: finish it (swap in) or undo it (swap back) first\\n' "$d" >&2; exit ${CONFLICT}
+fi
+rm -rf "$s" "$w" "$p" "$p-wal" "$p-shm" "$p-journal"`;
+
+/** $1 = live, $2 = staged, $3 = swap directory, $4 = download: everything, for a scratch system after a drill. */
+const POD_REMOVE = `rm -rf "$1" "$1-wal" "$1-shm" "$1-journal" "$2" "$3" "$4" "$4-wal" "$4-shm" "$4-journal"`;
+
+function podRestorePaths(target: PodSqliteTarget, tag: string) {
+  if (!posix.isAbsolute(target.path)) throw new InvalidInputError(`the database path in the pod must be absolute: got ${JSON.stringify(target.path)}`);
+  const db = posix.normalize(target.path);
+  const { staged } = restorePaths(db, tag); // checks the tag
+  return { db, staged, swap: `${db}.opsflow-swap-${tag}`, download: `${db}.opsflow-download-${tag}` };
+}
+
+/**
+ * Streams a snapshot of `expectedBytes` into the pod beside the database,
+ * checks it there (integrity_check, row counts returned for the caller to
+ * compare), and makes it the staged copy. Nothing live is touched.
+ */
+export async function stageSqliteInPod(exec: PodExec, target: PodSqliteTarget, tag: string, source: AsyncIterable<Buffer>, options: { expectedBytes: number; signal?: AbortSignal }): Promise<SqliteInfo> {
+  const at = podRestorePaths(target, tag);
+  const shell = inPod(exec, target);
+  let received = 0;
+  let sourceError: unknown;
+  async function* counted(): AsyncGenerator<Buffer> {
+    try {
+      for await (const chunk of source) {
+        received += chunk.length;
+        if (received > options.expectedBytes) throw new IntegrityError(`the copy of ${at.db}${shell.where} is longer than the expected ${options.expectedBytes} bytes`);
+        yield chunk;
+      }
+      // Failing the input ends the exec: `head -c` would wait for the missing bytes, as no EOF may come.
+      if (received < options.expectedBytes) throw new IntegrityError(`the copy of ${at.db}${shell.where} ended after ${received} of the expected ${options.expectedBytes} bytes`);
+    } catch (err) {
+      sourceError = err;
+      throw err;
+    }
+  }
+  try {
+    await shell.run(`cannot receive the copy of ${at.db}`, POD_RECEIVE, [at.download, String(options.expectedBytes)], { stdin: counted(), signal: options.signal });
+  } catch (err) {
+    throw sourceError ?? err;
+  }
+  if (sourceError) throw sourceError;
+  const info = await queryInfo(podSqlite3(exec, { ...target, path: at.download }, options.signal), at.download);
+  await shell.run(`cannot stage the copy of ${at.db}`, POD_PROMOTE, [at.db, at.download, at.staged], { signal: options.signal });
+  return { ...info, bytes: received };
+}
+
+export function swapInSqliteInPod(exec: PodExec, target: PodSqliteTarget, tag: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+  const at = podRestorePaths(target, tag);
+  return inPod(exec, target).run(`cannot swap the restored copy into ${at.db}`, POD_SWAP_IN, [at.db, at.staged, at.swap], options);
+}
+
+export function swapBackSqliteInPod(exec: PodExec, target: PodSqliteTarget, tag: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+  const at = podRestorePaths(target, tag);
+  return inPod(exec, target).run(`cannot put back the previous ${at.db}`, POD_SWAP_BACK, [at.db, at.staged, at.swap], options);
+}
+
+export function discardSqliteInPod(exec: PodExec, target: PodSqliteTarget, tag: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+  const at = podRestorePaths(target, tag);
+  return inPod(exec, target).run(`cannot discard the restore copies of ${at.db}`, POD_DISCARD, [at.db, at.staged, at.swap, at.download], options);
+}
+
+export function removeSqliteInPod(exec: PodExec, target: PodSqliteTarget, tag: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+  const at = podRestorePaths(target, tag);
+  return inPod(exec, target).run(`cannot remove ${at.db}`, POD_REMOVE, [at.db, at.staged, at.swap, at.download], options);
 }

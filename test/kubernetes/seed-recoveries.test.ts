@@ -6,8 +6,9 @@
  *
  * - MAOS (002): scale to 0, database, Redis, checkpoints, config, scale back
  *   to 3, wait for pods Ready (up to 300 s).
- * - Agent Hive (001): the SQLite database and the config directory, then the
- *   orchestrator's pods replaced (its `rollout restart`).
+ * - Agent Hive (001): the SQLite database and the config directory, both
+ *   inside the orchestrator's pod (reached through the exec API; kwok runs
+ *   the commands on this machine), then its pods replaced (`rollout restart`).
  * - Principles Gym (003): a separate recovery database, row counts checked
  *   against the set, rename swap (live → `_old`), scaled down and up around it.
  */
@@ -87,7 +88,7 @@ async function backupChangeRecover(system: string, change: () => unknown) {
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'opsflow-k8s-seeds-'));
-  bed = await startKubernetes({ dir });
+  bed = await startKubernetes({ dir, localExec: true });
   kube = Kubernetes.connect({ kubeconfig: bed.kubeconfigPath });
   apps = kube.kc.makeApiClient(AppsV1Api);
   const core = kube.kc.makeApiClient(CoreV1Api);
@@ -111,7 +112,12 @@ before(async () => {
     },
     hive: {
       ...kubernetes('hive', 'orchestrator'),
-      backup: { components: [{ kind: 'sqlite', name: 'database', path: p.hiveDb }, { kind: 'files', name: 'config', path: p.hiveConfig }] },
+      backup: {
+        components: [
+          { kind: 'sqlite', name: 'database', path: p.hiveDb, pod: { workload: 'orchestrator' } },
+          { kind: 'files', name: 'config', path: p.hiveConfig, pod: { workload: 'orchestrator' } },
+        ],
+      },
     },
     gym: kubernetes('gym', 'api'), // a postgres section and nothing else: the set is the database
   });
@@ -164,7 +170,7 @@ describe('the seed runbooks\' recoveries as opsflow config', () => {
     assert.equal(orchestrator.status?.readyReplicas, 3);
   });
 
-  it('Agent Hive: the SQLite database and config back, the orchestrator\'s pods replaced', async () => {
+  it('Agent Hive: the SQLite database and config back inside the pod, the orchestrator\'s pods replaced', async () => {
     const p = paths();
     mkdirSync(join(dir, 'hive'), { recursive: true });
     sqlite(p.hiveDb, "PRAGMA journal_mode=WAL; CREATE TABLE agents (id INTEGER PRIMARY KEY, name TEXT, state TEXT); INSERT INTO agents (name, state) VALUES ('architect', 'idle'), ('coder', 'busy'), ('reviewer', 'idle');");
@@ -178,9 +184,10 @@ describe('the seed runbooks\' recoveries as opsflow config', () => {
     });
 
     assert.deepEqual({ database: sqliteDumpHash(p.hiveDb), config: await treeDigest(p.hiveConfig) }, expected);
-    assert.ok(names.indexOf('swap in database') < names.indexOf('scale-back') && names.indexOf('swap in config') < names.indexOf('scale-back'));
+    // In the pod, then the restart that makes the application read them afresh.
+    assert.ok(names.indexOf('swap in database') < names.indexOf('restart') && names.indexOf('swap in config') < names.indexOf('restart'), names.join(', '));
     const podsAfter = await podNames('hive', 'orchestrator');
-    assert.equal(podsAfter.length, 3);
+    assert.equal(podsAfter.length, 3, `pods now: ${podsAfter.join(', ')}; before: ${podsBefore.join(', ')}`);
     assert.deepEqual(podsAfter.filter((name) => podsBefore.includes(name)), [], 'every pod replaced: the restored files are read fresh');
   });
 
