@@ -226,6 +226,14 @@ async function leftovers(db: string, root: ReturnType<typeof places>, staging: n
   return [...dbs.map((d) => `database ${d.datname}`), ...(keys ? [`${keys} keys in Redis db ${staging}`] : []), ...siblings(root.data), ...siblings(root.runtime)];
 }
 
+async function assertScratchRedisEmpty(): Promise<void> {
+  for (const db of [redis.drillLive, redis.drillStaging]) {
+    const r = new Redis(redisUrl(db));
+    assert.equal(await r.dbsize(), 0, `Redis database ${db} empty`);
+    r.disconnect();
+  }
+}
+
 async function dropRetired(db: string): Promise<void> {
   for (const { datname } of await sql<{ datname: string }>('postgres', `SELECT datname FROM pg_database WHERE datname LIKE $1`, [`${db}_old_%`])) await dropDatabase(datname);
 }
@@ -377,7 +385,7 @@ describe('disaster recovery of a sample system on the bed', () => {
       'scaleWorkloadDown api',
       ...['data', 'postgres', 'cache', 'config'].map((c) => `swapInComponent ${c}`),
       'scaleWorkloadBack api', 'waitForPodsReady api',
-      'stageComponent runtime', 'swapInComponent runtime', 'restartWorkload api', 'waitForPodsReady api',
+      'stageComponent runtime', 'swapInComponent runtime', 'restartWorkload api', 'waitForRollout api', 'waitForPodsReady api',
       'recoveryHealth', 'switchTraffic',
       ...['config', 'runtime', 'data', 'postgres', 'cache'].map((c) => `discardComponent ${c}`),
     ];
@@ -471,11 +479,7 @@ describe('disaster recovery of a sample system on the bed', () => {
     // Nothing of the scratch system is left, nothing of the live one changed.
     await assert.rejects(core.readNamespace({ name: drillNamespace }), 'the scratch namespace is gone');
     assert.deepEqual((await sql<{ datname: string }>('postgres', 'SELECT datname FROM pg_database')).map((d) => d.datname).sort(), databasesBefore, 'no scratch database left');
-    for (const db of [redis.drillLive, redis.drillStaging]) {
-      const r = new Redis(redisUrl(db));
-      assert.equal(await r.dbsize(), 0, `Redis database ${db} empty`);
-      r.disconnect();
-    }
+    await assertScratchRedisEmpty();
     for (const path of Object.values(rehearsal)) assert.equal(existsSync(path), false, `${path} removed`);
     assert.deepEqual(await leftovers(DRILL_DB, rehearsal, redis.drillStaging), []);
     assertSame(await fingerprint(), live, 'the live system untouched');
@@ -487,6 +491,29 @@ describe('disaster recovery of a sample system on the bed', () => {
     const records = (await drillRecords()).filter((r) => !drillsBefore.some((b) => b.at === r.at));
     assert.equal(records.length, 1);
     assert.deepEqual([records[0]!.into, records[0]!.rtoSeconds, records[0]!.rpoSeconds, records[0]!.ok], ['swarm-drill', result.rtoSeconds, result.rpoSeconds, true]);
+  });
+
+  it('a drill whose recovery fails (the application never gets ready) fails saying so, and still empties the scratch system', async () => {
+    const live = await fingerprint();
+    app.failReady = true;
+    try {
+      const run = await opsflow.startDrill({ system: 'swarm', backup: 'latest', into: 'swarm-drill' });
+      await assert.rejects(run.result(), (err: unknown) => {
+        assert.ok(err instanceof WorkflowFailedError);
+        assert.match(innermostMessage(err), /health checks failed after recovery: ready/);
+        return true;
+      });
+      const steps = (await opsflow.status(run.workflowId)).steps;
+      assert.equal(steps.find((s) => s.name === 'tear down')?.state, 'done', steps.map((s) => `${s.name} ${s.state}`).join(', '));
+    } finally {
+      app.failReady = false;
+    }
+    await assert.rejects(core.readNamespace({ name: drillNamespace }), 'the scratch namespace is gone');
+    assert.equal(await databaseExists(DRILL_DB), false);
+    await assertScratchRedisEmpty();
+    for (const path of Object.values(rehearsal)) assert.equal(existsSync(path), false, `${path} removed`);
+    assert.deepEqual(await leftovers(DRILL_DB, rehearsal, redis.drillStaging), []);
+    assertSame(await fingerprint(), live, 'the live system untouched');
   });
 
   it('recovers into new infrastructure (another cluster, by a context of the kubeconfig; another database server and Redis server), verifies it and switches traffic', async () => {
