@@ -163,6 +163,20 @@ const podSourceSchema = z.strictObject({
 const COMPONENT_NAME = z.string().regex(/^[a-z][a-z0-9-]{0,39}$/, 'lower-case letters, digits and - (at most 40)');
 const ABSOLUTE_PATH = z.string().regex(/^\/[^\0]*$/, 'an absolute path');
 
+/** One ConfigMap's or Secret's keys replaced on restore; a Secret's values are references, never inline. */
+const objectOverrideSchema = z
+  .strictObject({
+    kind: z.enum(['ConfigMap', 'Secret']),
+    name: z.string().min(1),
+    data: z.record(z.string().min(1), setting),
+  })
+  .superRefine((o, ctx) => {
+    if (o.kind !== 'Secret') return;
+    for (const [key, value] of Object.entries(o.data)) {
+      if (typeof value === 'string') ctx.addIssue({ code: 'custom', path: ['data', key], message: 'a Secret\'s value must be a reference ({ env: NAME } or { file: PATH }), never inline' });
+    }
+  });
+
 /** One thing a backup set holds; `name` is its name in the set (unique). */
 export const componentConfigSchema = z.discriminatedUnion('kind', [
   z.strictObject({
@@ -196,6 +210,12 @@ export const componentConfigSchema = z.discriminatedUnion('kind', [
     name: COMPONENT_NAME.default('objects'),
     /** Kinds to export from the system's namespace (ConfigMap, Secret, Deployment…); a default set when omitted. */
     kinds: z.array(z.string().min(1)).optional(),
+    /**
+     * Keys set in the set's ConfigMaps and Secrets when they are restored into
+     * this system: a scratch or new place whose application must reach its
+     * own database, not the one the set was taken from.
+     */
+    overrides: z.array(objectOverrideSchema).default([]),
   }),
   z.strictObject({
     kind: z.literal('sqlite'),

@@ -11,7 +11,9 @@
  */
 import type { Readable } from 'node:stream';
 import type { Manifest as KubeManifest } from '../../src/adapters/kubernetes/objects.ts';
-import { IntegrityError, NotFoundError } from '../../src/errors.ts';
+import { resolveSetting } from '../../src/config.ts';
+import { IntegrityError, InvalidInputError, NotFoundError } from '../../src/errors.ts';
+import { resolveSecret, type SecretRef } from '../../src/secrets.ts';
 import { restoreScratchPrefix, scratchNamespaceName } from '../../src/domain/names.ts';
 import { consumeDownload, downloadArtifact, uploadArtifact, type StoredArtifact } from '../artifacts.ts';
 import type { ComponentOf, ConfigOf, Driver, DriverContext } from './driver.ts';
@@ -58,6 +60,28 @@ async function readObjects(ctx: DriverContext, component: KubernetesComponent): 
 
 const WORKLOAD_KINDS = new Set(['Deployment', 'StatefulSet']);
 const identity = (m: KubeManifest) => `${m.kind}/${m.metadata.name}`;
+
+/** The set's ConfigMaps and Secrets with the target's configured keys in place of theirs (`overrides`). */
+function withOverrides(ctx: DriverContext, config: ConfigOf<'kubernetes'>, manifests: KubeManifest[]): KubeManifest[] {
+  if (!config.overrides.length) return manifests;
+  const out = [...manifests];
+  config.overrides.forEach((o, i) => {
+    const where = `systems.${ctx.system}.backup.components.${config.name}.overrides.${i}`;
+    const at = out.findIndex((m) => identity(m) === `${o.kind}/${o.name}`);
+    if (at < 0) throw new InvalidInputError(`${where}: the set holds no ${o.kind} ${o.name} to override`);
+    const m = out[at]!;
+    const data = { ...(m.data as Record<string, string> | undefined) };
+    const binaryData = { ...(m.binaryData as Record<string, string> | undefined) };
+    for (const [key, value] of Object.entries(o.data)) {
+      // A Secret's value is a reference (the config refuses inline ones): resolved as a secret, kept out of logs.
+      const text = o.kind === 'Secret' ? resolveSecret(value as SecretRef, `${where}.data.${key}`) : resolveSetting(value, `${where}.data.${key}`);
+      data[key] = o.kind === 'Secret' ? Buffer.from(text).toString('base64') : text;
+      delete binaryData[key];
+    }
+    out[at] = { ...m, data, ...(m.binaryData ? { binaryData } : {}) };
+  });
+  return out;
+}
 
 /** The set's workloads that exist already get their live replica count, so applying them starts nothing. */
 async function withLiveReplicas(ctx: DriverContext, namespace: string, manifests: KubeManifest[]): Promise<KubeManifest[]> {
@@ -123,9 +147,10 @@ export const kubernetesDriver: Driver<'kubernetes'> = {
     return { ...stored, kind: 'kubernetes', name: config.name, namespace, format: 'json-lines', objects: countByKind(manifests), startedAt, completedAt: new Date().toISOString() };
   },
 
-  async stage(ctx, component) {
-    const manifests = await readObjects(ctx, component);
-    return `${manifests.length} objects read and checked, for namespace ${targetNamespace(ctx)}`;
+  async stage(ctx, component, config) {
+    const manifests = withOverrides(ctx, config, await readObjects(ctx, component)); // a bad override fails here, before anything live changes
+    const overridden = config.overrides.length ? `, ${config.overrides.length} overridden` : '';
+    return `${manifests.length} objects read and checked${overridden}, for namespace ${targetNamespace(ctx)}`;
   },
 
   async swapIn(ctx, component, config, tag) {
@@ -144,7 +169,7 @@ export const kubernetesDriver: Driver<'kubernetes'> = {
       const stored = await uploadArtifact(keep, jsonLines(current), Promise.resolve(), { ...ctx.artifacts, progress });
       await ctx.artifacts.store.putJson(`${keep}.json`, stored);
     }
-    const manifests = await withLiveReplicas(ctx, namespace, await readObjects(ctx, component));
+    const manifests = await withLiveReplicas(ctx, namespace, withOverrides(ctx, config, await readObjects(ctx, component)));
     await objects.apply(manifests, { namespace, createNamespace: true, signal: ctx.signal });
   },
 

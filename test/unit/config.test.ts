@@ -56,4 +56,17 @@ describe('config', () => {
     assert.match(errorOf(systems({ drillInto: 'nowhere' })), /systems\.app\.recovery\.drillInto: unknown system "nowhere"/);
     assert.match(errorOf(systems({ drillInto: 'app' })), /systems\.app\.recovery\.drillInto: a system cannot drill into itself/);
   });
+
+  it('overrides of restored objects: a ConfigMap value may be plain, a Secret value only a reference', () => {
+    const system = (data: object, kind = 'Secret') => ({
+      version: 1,
+      systems: { app: { s3: { bucket: 'b' }, kubernetes: { namespace: 'app', workloads: [{ kind: 'Deployment', name: 'api' }] }, backup: { components: [{ kind: 'kubernetes', overrides: [{ kind, name: 'app-secrets', data }] }] } } },
+    });
+    assert.ok(parseConfig(system({ DB_PASSWORD: { env: 'DRILL_DB_PASSWORD' } })));
+    assert.ok(parseConfig(system({ DATABASE_NAME: 'app_drill' }, 'ConfigMap')));
+    const message = errorOf(system({ DB_PASSWORD: 'hunter22' }));
+    assert.match(message, /systems\.app\.backup\.components\.0\.overrides\.0\.data\.DB_PASSWORD: a Secret's value must be a reference/);
+    assert.ok(!message.includes('hunter22'));
+  });
 });
+
