@@ -6,7 +6,7 @@
  * restore commits).
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -99,6 +99,7 @@ export const sqliteDriver: Driver<'sqlite'> = {
       checkCounts(component, info);
       return `${describeCounts(info.tables)} checked beside ${config.path} in pod ${pod.at.namespace}/${pod.at.pod}, as in the manifest`;
     }
+    await mkdir(dirname(config.path), { recursive: true }); // new infrastructure: not there yet
     const info = await fetchChecked(ctx, component, downloadPath(config, tag));
     return `${describeCounts(info.tables)} checked beside ${config.path}, as in the manifest`;
   },

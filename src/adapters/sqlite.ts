@@ -449,8 +449,13 @@ export function sqliteSnapshotInPod(exec: PodExec, target: PodSqliteTarget, opti
  * on could lose a database.
  */
 
-/** $1 = download, $2 = size: `head -c` ends the input itself (kwok's exec never delivers stdin's EOF). */
+/**
+ * $1 = download, $2 = size: `head -c` ends the input itself (kwok's exec
+ * never delivers stdin's EOF). The directory is made if it is not there yet
+ * (new infrastructure).
+ */
 const POD_RECEIVE = `set -e
+mkdir -p "$(dirname "$1")"
 rm -f "$1" "$1-wal" "$1-shm" "$1-journal"
 head -c "$2" > "$1"`;
 
