@@ -2,8 +2,9 @@
  * Disaster recovery of a sample system on the whole bed: real Temporal,
  * PostgreSQL, Redis, MinIO, and a real control plane whose kwok pods run
  * `exec` commands on this machine (so a directory "in the pod" is real). The
- * system (shaped like MindSwarm's: configuration objects, runtime files in
- * the pod, data files, database, Redis) has an application stand-in: an HTTP
+ * system (shaped like MindSwarm's: configuration objects, runtime files and
+ * a SQLite database in the pod, data files, database, Redis) has an
+ * application stand-in: an HTTP
  * server whose /health reads the restored database and Redis, and whose
  * /ready the test can fail.
  *
@@ -20,7 +21,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -76,7 +78,7 @@ const app = { failReady: false, server: undefined as Server | undefined, port: 0
 /** The traffic switch: every call's idempotency key. */
 const webhook = { calls: [] as string[], server: undefined as Server | undefined, port: 0 };
 
-const places = (root: string) => ({ data: join(root, 'data'), runtime: join(root, 'exec', 'runtime') });
+const places = (root: string) => ({ data: join(root, 'data'), runtime: join(root, 'exec', 'runtime'), memory: join(root, 'exec', 'memory.db') });
 let swarm: ReturnType<typeof places>;
 let flow: ReturnType<typeof places>;
 /** The scratch system drills recover into: beside swarm on the same servers and cluster, in places of its own. */
@@ -86,6 +88,20 @@ async function listen(handler: Parameters<typeof createServer>[1]): Promise<{ se
   const server = createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, port: (server.address() as AddressInfo).port };
+}
+
+/** The scratch system's overrides of the set's configuration objects (the Secret's value by reference). */
+const DRILL_DB_PASSWORD = 'drill-db-password';
+const DRILL_OVERRIDES = [
+  { kind: 'ConfigMap', name: 'app-config', data: { DATABASE_NAME: DRILL_DB } },
+  { kind: 'Secret', name: 'app-secrets', data: { DB_PASSWORD: { env: 'DRILL_DB_PASSWORD' } } },
+];
+
+/** /config/<namespace>: the application there is configured for the drill's places. */
+async function configPointsAtDrill(ns: string): Promise<boolean> {
+  const [config] = await kube.objects.exportNamespace(ns, { kinds: ['ConfigMap'] }).then((ms) => ms.filter((m) => m.metadata.name === 'app-config'));
+  const secret = await kube.objects.readSecretKey(ns, 'app-secrets', 'DB_PASSWORD');
+  return (config?.data as Record<string, string> | undefined)?.DATABASE_NAME === DRILL_DB && secret === DRILL_DB_PASSWORD;
 }
 
 /** /health/<db>/<redis db>: the restored data is there and readable. */
@@ -107,6 +123,7 @@ function systemConfig(cluster: { kubeconfig: string; context?: string }, ns: str
       components: [
         { kind: 'kubernetes', name: 'config', kinds: ['ConfigMap', 'Secret', 'Service', 'Deployment'] },
         { kind: 'files', name: 'runtime', path: root.runtime, pod: { workload: 'api' } },
+        { kind: 'sqlite', name: 'memory', path: root.memory, pod: { workload: 'api' } },
         { kind: 'files', name: 'data', path: root.data },
         { kind: 'postgres' },
         { kind: 'redis', name: 'cache', mode: 'snapshot', stagingDb: staging },
@@ -133,7 +150,11 @@ function fillFiles(root: ReturnType<typeof places>): void {
   writeFileSync(join(root.runtime, 'agents', 'registry.json'), '{"agents": 12}');
   writeFileSync(join(root.runtime, 'start.sh'), '#!/bin/sh\n');
   chmodSync(join(root.runtime, 'start.sh'), 0o755);
+  sqlite(root.memory, "PRAGMA journal_mode=WAL; CREATE TABLE notes (id INTEGER PRIMARY KEY, agent TEXT, note TEXT); INSERT INTO notes (agent, note) VALUES ('planner', 'split the task'), ('coder', 'tests first');");
 }
+
+const sqlite = (file: string, sqlText: string) => execFileSync('sqlite3', [file, sqlText]).toString();
+const sqliteDumpHash = (file: string) => createHash('sha256').update(execFileSync('sqlite3', [file, '.dump'])).digest('hex');
 
 async function fillRedis(db: number): Promise<void> {
   const r = new Redis(redisUrl(db));
@@ -182,6 +203,7 @@ async function fingerprint(ns = namespace, root = swarm, db = DB, live = redis.l
     redis: await redisFingerprint(live, expiries),
     data: (await treeDigest(root.data)).sha256,
     runtime: (await treeDigest(root.runtime)).sha256,
+    memory: sqliteDumpHash(root.memory),
     objects: await objectsFingerprint(ns, cluster),
   };
   return { state, expiries };
@@ -207,6 +229,7 @@ async function changeEverything(tag: string): Promise<void> {
   writeFileSync(join(swarm.data, 'state.json'), `{"epoch": "${tag}"}`);
   rmSync(join(swarm.data, 'checkpoints', 'cp-3.bin'));
   writeFileSync(join(swarm.runtime, 'agents', 'registry.json'), `{"agents": "${tag}"}`);
+  sqlite(swarm.memory, `DELETE FROM notes WHERE agent = 'coder'; INSERT INTO notes (agent, note) VALUES ('${tag}', 'lost');`);
   await kube.objects.writeConfigMap(namespace, 'app-config', { LOG_LEVEL: tag }, { replace: true });
   await kube.objects.remove([{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'feature-flags' } }], { namespace });
 }
@@ -223,7 +246,19 @@ async function leftovers(db: string, root: ReturnType<typeof places>, staging: n
   const keys = await r.dbsize();
   r.disconnect();
   const siblings = (path: string) => readdirSync(join(path, '..')).filter((n) => n.startsWith(`${path.split('/').pop()}.`));
-  return [...dbs.map((d) => `database ${d.datname}`), ...(keys ? [`${keys} keys in Redis db ${staging}`] : []), ...siblings(root.data), ...siblings(root.runtime)];
+  return [...dbs.map((d) => `database ${d.datname}`), ...(keys ? [`${keys} keys in Redis db ${staging}`] : []), ...siblings(root.data), ...siblings(root.runtime), ...siblings(root.memory)];
+}
+
+/** Every string and every payload's bytes in a history, as text: what anyone reading the history could see. (JSON would show bytes as base64.) */
+function historyText(history: unknown): string {
+  const out: string[] = [];
+  const walk = (value: unknown): void => {
+    if (value instanceof Uint8Array) out.push(Buffer.from(value).toString('utf8'));
+    else if (typeof value === 'string') out.push(value);
+    else if (value && typeof value === 'object') Object.values(value).forEach(walk);
+  };
+  walk(history);
+  return out.join('\n');
 }
 
 async function assertScratchRedisEmpty(): Promise<void> {
@@ -260,6 +295,7 @@ before(async () => {
     const [, what, db, redisDb] = (req.url ?? '').split('/');
     const answer = (ok: boolean) => res.writeHead(ok ? 200 : 503).end(ok ? 'ok' : 'not ok');
     if (what === 'ready') return answer(!app.failReady);
+    if (what === 'config') return configPointsAtDrill(db!).then(answer, () => answer(false));
     healthOf(db!, Number(redisDb)).then(answer, () => answer(false));
   }));
   ({ server: webhook.server, port: webhook.port } = await listen((req, res) => {
@@ -271,17 +307,24 @@ before(async () => {
   await bedPostgres.createSampleDatabase(DB, 5000);
   await fillRedis(redis.live);
   fillFiles(swarm);
-  const drillConfig = systemConfig({ kubeconfig: bed.kubeconfigPath }, drillNamespace, rehearsal, redis.drillLive, redis.drillStaging, DRILL_DB, 'DRILL_REDIS_URL');
+  const drill = systemConfig({ kubeconfig: bed.kubeconfigPath }, drillNamespace, rehearsal, redis.drillLive, redis.drillStaging, DRILL_DB, 'DRILL_REDIS_URL');
+  // The drill's application must reach the scratch database: its configuration is overridden on restore, and checked.
+  const drillConfig = {
+    ...drill,
+    backup: { components: drill.backup.components.map((c) => (c.kind === 'kubernetes' ? { ...c, overrides: DRILL_OVERRIDES } : c)) },
+    recovery: { ...drill.recovery, scratch: true, health: [...drill.recovery.health, { name: 'config', url: `http://127.0.0.1:${app.port}/config/${drillNamespace}` }] },
+  };
   setup = testSetup('dr', { swarm: DB, flow: FLOW_DB, 'swarm-drill': DRILL_DB }, {
     swarm: systemConfig({ kubeconfig: bed.kubeconfigPath }, namespace, swarm, redis.live, redis.staging, DB, 'SWARM_REDIS_URL'),
     flow: systemConfig({ kubeconfig: siteB.kubeconfig, context: 'site-b' }, flowNamespace, flow, redis.flowLive, redis.flowStaging, FLOW_DB, 'FLOW_REDIS_URL'),
-    'swarm-drill': { ...drillConfig, recovery: { ...drillConfig.recovery, scratch: true } },
+    'swarm-drill': drillConfig,
   });
   workerEnv = {
     FLOW_DATABASE_URL: siteB.pg.url(FLOW_DB),
     SWARM_REDIS_URL: redisUrl(redis.live),
     FLOW_REDIS_URL: redisUrl(redis.flowLive),
     DRILL_REDIS_URL: redisUrl(redis.drillLive),
+    DRILL_DB_PASSWORD,
     DR_WEBHOOK: `http://127.0.0.1:${webhook.port}/switch`,
   };
   opsflow = await client(setup);
@@ -363,13 +406,13 @@ describe('disaster recovery of a sample system on the bed', () => {
     const run = await opsflow.startBackup({ system: 'swarm' });
     const result = await run.result();
     backupId = result.backupId;
-    assert.deepEqual(result.manifest!.components.map((c) => c.name), ['config', 'runtime', 'data', 'postgres', 'cache']);
+    assert.deepEqual(result.manifest!.components.map((c) => c.name), ['config', 'runtime', 'memory', 'data', 'postgres', 'cache']);
   });
 
   it('recovers every component with the worker killed at every step in turn', { timeout: 540_000 }, async () => {
     await changeEverything('before-dr');
     const changed = await fingerprint();
-    for (const part of ['tables', 'redis', 'data', 'runtime', 'objects'] as const) assert.notDeepEqual(changed.state[part], expected.state[part], `${part} changed`);
+    for (const part of ['tables', 'redis', 'data', 'runtime', 'memory', 'objects'] as const) assert.notDeepEqual(changed.state[part], expected.state[part], `${part} changed`);
     webhook.calls.length = 0;
 
     const started = Date.now();
@@ -385,9 +428,9 @@ describe('disaster recovery of a sample system on the bed', () => {
       'scaleWorkloadDown api',
       ...['data', 'postgres', 'cache', 'config'].map((c) => `swapInComponent ${c}`),
       'scaleWorkloadBack api', 'waitForPodsReady api',
-      'stageComponent runtime', 'swapInComponent runtime', 'restartWorkload api', 'waitForRollout api', 'waitForPodsReady api',
+      'stageComponent runtime', 'stageComponent memory', 'swapInComponent runtime', 'swapInComponent memory', 'restartWorkload api', 'waitForRollout api', 'waitForPodsReady api',
       'recoveryHealth', 'switchTraffic',
-      ...['config', 'runtime', 'data', 'postgres', 'cache'].map((c) => `discardComponent ${c}`),
+      ...['config', 'runtime', 'memory', 'data', 'postgres', 'cache'].map((c) => `discardComponent ${c}`),
     ];
     // Each step killed once at least; one whose activity was running when killed ran again.
     assert.deepEqual([...new Set(killedAt)], [...new Set(expectedSteps)], 'the worker was killed at every step, in order');
@@ -417,7 +460,7 @@ describe('disaster recovery of a sample system on the bed', () => {
       });
       const status = await opsflow.status(run.workflowId);
       const compensated = status.steps.filter((s) => s.state === 'compensated').map((s) => s.name);
-      for (const c of ['put back postgres', 'put back cache', 'put back data', 'put back config', 'put back runtime', 'scale back (compensation)']) {
+      for (const c of ['put back postgres', 'put back cache', 'put back data', 'put back config', 'put back runtime', 'put back memory', 'scale back (compensation)']) {
         assert.ok(compensated.includes(c), `"${c}" ran (compensated: ${compensated.join(', ')})`);
       }
       assert.equal(status.phase, 'failed');
@@ -470,10 +513,11 @@ describe('disaster recovery of a sample system on the bed', () => {
     assert.equal(result.into, 'swarm-drill');
     assert.equal(result.backupId, backupId);
     assert.match(result.components.postgres!, /^dr_drill_\w+: \d+ tables, \d+ rows, as in the manifest$/);
-    assert.deepEqual(Object.keys(result.components).sort(), ['cache', 'config', 'data', 'postgres', 'runtime']);
+    assert.deepEqual(Object.keys(result.components).sort(), ['cache', 'config', 'data', 'memory', 'postgres', 'runtime']);
     // /health reads the scratch database and Redis database: they held the set while the application ran on them.
-    assert.deepEqual(result.health?.map((h) => [h.name, h.ok]), [['health', true], ['ready', true]]);
-    assert.deepEqual(Object.keys(result.tornDown ?? {}).sort(), ['cache', 'config', 'data', 'postgres', 'runtime']);
+    // /config: the scratch namespace's ConfigMap and Secret held the overrides, not the set's production values.
+    assert.deepEqual(result.health?.map((h) => [h.name, h.ok]), [['health', true], ['ready', true], ['config', true]]);
+    assert.deepEqual(Object.keys(result.tornDown ?? {}).sort(), ['cache', 'config', 'data', 'memory', 'postgres', 'runtime']);
     assert.ok(result.rtoSeconds > 0 && result.rpoSeconds > 0);
 
     // Nothing of the scratch system is left, nothing of the live one changed.
@@ -484,6 +528,14 @@ describe('disaster recovery of a sample system on the bed', () => {
     assert.deepEqual(await leftovers(DRILL_DB, rehearsal, redis.drillStaging), []);
     assertSame(await fingerprint(), live, 'the live system untouched');
     assert.deepEqual(await deploymentState(), { replicas: 3, held: undefined });
+
+    // The override's secret was resolved in the worker only: never in either run's history.
+    for (const workflowId of [run.workflowId, `recover/${drillNamespace}`]) {
+      const history = await opsflow.temporal.workflowService.getWorkflowExecutionHistory({ namespace: 'default', execution: { workflowId } });
+      const text = historyText(history);
+      assert.ok(text.includes(DRILL_DB), 'payloads are read as text');
+      for (const form of [DRILL_DB_PASSWORD, Buffer.from(DRILL_DB_PASSWORD).toString('base64')]) assert.equal(text.includes(form), false, `${form} in the history of ${workflowId}`);
+    }
 
     // Done once: one recovery run, one record with the result's RTO and RPO.
     const history = await opsflow.temporal.workflowService.getWorkflowExecutionHistory({ namespace: 'default', execution: { workflowId: run.workflowId } });
