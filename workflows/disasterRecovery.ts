@@ -8,7 +8,8 @@
  *   2. approval             unless the input pre-approves
  *   3. stage <component>    all at once, each restored beside the live data and checked
  *                           against the manifest, while the application still runs
- *   4. scale-down           workloads to 0, their replicas remembered on them
+ *   4. scale-down           workloads to 0, their replicas remembered on them (skipped when
+ *                           every component is inside a pod: those are restored while it runs)
  *   5. swap in <component>  configuration objects, files, database, Redis, SQLite
  *   6. scale-back, wait-ready
  *   7. restore in pods      components that live inside a pod, then a restart, its rollout waited out
@@ -40,6 +41,8 @@ const { waitForPodsReady, waitForRollout } = activities(watched(watch));
  * begun to replace them.
  */
 const WAIT_FOR_RESTART = 'wait-for-restart';
+/** Runs recorded before this patch scaled to 0 and back even when every component was inside a pod. */
+const NO_SCALING_FOR_PODS_ONLY = 'no-scaling-for-pods-only';
 
 export async function disasterRecovery(rawInput: DisasterRecoveryInput): Promise<SetRestoreResult> {
   const input = parseInput(disasterRecoveryInputSchema, rawInput);
@@ -63,21 +66,26 @@ export async function disasterRecovery(rawInput: DisasterRecoveryInput): Promise
     const throughPods = components.filter((c) => inPod(c));
     const restored = await stageAll(run, set, direct, compensations);
 
-    compensations.unshift({ name: 'scale back (compensation)', undo: () => scaleAllBack(workloads) });
-    await run.step('scale-down', async () => {
-      const absent: string[] = [];
-      for (const workload of workloads) {
-        if ((await scaleWorkloadDown({ system, workload, replicas: 0, owner: workflowId, absentOk: true })).absent) absent.push(workload);
-      }
-      return absent;
-    }, (absent) => {
-      const scaled = workloads.filter((w) => !absent.includes(w));
-      return [scaled.length ? `${scaled.join(', ')} at 0` : '', absent.length ? `${absent.join(', ')} not there yet (new infrastructure)` : ''].filter(Boolean).join('; ');
-    });
+    // Components inside pods are restored while the pods run, then restarted: with nothing else, the app never stops (001's recovery).
+    if (direct.length > 0 || !patched(NO_SCALING_FOR_PODS_ONLY)) {
+      compensations.unshift({ name: 'scale back (compensation)', undo: () => scaleAllBack(workloads) });
+      await run.step('scale-down', async () => {
+        const absent: string[] = [];
+        for (const workload of workloads) {
+          if ((await scaleWorkloadDown({ system, workload, replicas: 0, owner: workflowId, absentOk: true })).absent) absent.push(workload);
+        }
+        return absent;
+      }, (absent) => {
+        const scaled = workloads.filter((w) => !absent.includes(w));
+        return [scaled.length ? `${scaled.join(', ')} at 0` : '', absent.length ? `${absent.join(', ')} not there yet (new infrastructure)` : ''].filter(Boolean).join('; ');
+      });
 
-    await swapInAll(run, set, direct, compensations);
-    await run.step('scale-back', () => scaleAllBack(workloads));
-    await waitReady(run, workloads);
+      await swapInAll(run, set, direct, compensations);
+      await run.step('scale-back', () => scaleAllBack(workloads));
+      await waitReady(run, workloads);
+    } else {
+      run.skip('scale-down', 'every component is inside a pod: restored there, then a restart');
+    }
 
     if (throughPods.length) {
       Object.assign(restored, await stageAll(run, set, throughPods, compensations));

@@ -8,7 +8,8 @@
  *   to 3, wait for pods Ready (up to 300 s).
  * - Agent Hive (001): the SQLite database and the config directory, both
  *   inside the orchestrator's pod (reached through the exec API; kwok runs
- *   the commands on this machine), then its pods replaced (`rollout restart`).
+ *   the commands on this machine), restored while it runs, then its pods
+ *   replaced (`rollout restart`).
  * - Principles Gym (003): a separate recovery database, row counts checked
  *   against the set, rename swap (live → `_old`), scaled down and up around it.
  */
@@ -178,14 +179,16 @@ describe('the seed runbooks\' recoveries as opsflow config', () => {
     const expected = { database: sqliteDumpHash(p.hiveDb), config: await treeDigest(p.hiveConfig) };
     const podsBefore = await podNames('hive', 'orchestrator');
 
-    const { names } = await backupChangeRecover('hive', () => {
+    const { names, steps } = await backupChangeRecover('hive', () => {
       sqlite(p.hiveDb, "DELETE FROM agents WHERE name = 'coder'; INSERT INTO agents (name, state) VALUES ('intruder', 'busy');");
       writeTree(p.hiveConfig, { 'hive.yaml': 'coordination: none\n' });
     });
 
     assert.deepEqual({ database: sqliteDumpHash(p.hiveDb), config: await treeDigest(p.hiveConfig) }, expected);
-    // In the pod, then the restart that makes the application read them afresh.
+    // In the pod, then the restart that makes the application read them afresh; never scaled to 0, as the runbook never stops it.
     assert.ok(names.indexOf('swap in database') < names.indexOf('restart') && names.indexOf('swap in config') < names.indexOf('restart'), names.join(', '));
+    assert.equal(steps.find((s) => s.name === 'scale-down')?.state, 'skipped');
+    assert.equal(names.includes('scale-back'), false, names.join(', '));
     const podsAfter = await podNames('hive', 'orchestrator');
     assert.equal(podsAfter.length, 3, `pods now: ${podsAfter.join(', ')}; before: ${podsBefore.join(', ')}`);
     assert.deepEqual(podsAfter.filter((name) => podsBefore.includes(name)), [], 'every pod replaced: the restored files are read fresh');
