@@ -47,11 +47,14 @@ export async function drill(rawInput: DrillInput): Promise<DrillResult> {
   try {
     // Runs recorded before drills could recover into a scratch system asked for no place.
     const into = patched(DRILL_INTO) ? await run.step('place', () => drillPlace({ system: input.system, into: input.into }), (p) => p ?? 'none: each component checked in a scratch place') : undefined;
-    const drilled = into ? await recoverInto(run, input.system, input.backup, into) : await verifySet(run, input.system, input.backup);
+    const drilled: Omit<DrillResult, 'rpoSeconds' | 'rtoSeconds'> & { completedAt: string; rtoSeconds?: number } = into
+      ? await recoverInto(run, input.system, input.backup, into)
+      : await verifySet(run, input.system, input.backup);
     const { completedAt, ...outcome } = drilled;
     const result: DrillResult = {
-      rtoSeconds: Math.round((Date.now() - startTime.getTime()) / 1000),
       ...outcome,
+      // Into a scratch system: the recovery's own wall time; else the whole drill's.
+      rtoSeconds: outcome.rtoSeconds ?? Math.round((Date.now() - startTime.getTime()) / 1000),
       rpoSeconds: Math.round((startTime.getTime() - Date.parse(completedAt)) / 1000),
       rpoTargetSeconds: await rpoTarget({ system: input.system }),
     };

@@ -25,10 +25,10 @@ import {
 } from '../../src/adapters/files.ts';
 import type { PodExec } from '../../src/adapters/kubernetes/exec.ts';
 import { withScratchDir } from '../../src/scratch.ts';
-import { IntegrityError, NotFoundError } from '../../src/errors.ts';
+import { IntegrityError } from '../../src/errors.ts';
 import { consumeDownload, downloadArtifact, uploadArtifact } from '../artifacts.ts';
 import type { ComponentOf, ConfigOf, Driver, DriverContext } from './driver.ts';
-import { podTarget } from './pods.ts';
+import { podTarget, tearDownInPod } from './pods.ts';
 
 type FilesComponent = ComponentOf<'files'>;
 
@@ -103,16 +103,7 @@ export const filesDriver: Driver<'files'> = {
       await removeLocal(config.path, tag);
       return `${config.path} removed`;
     }
-    let source: Awaited<ReturnType<typeof sourceOf>>;
-    try {
-      source = await sourceOf(ctx, config);
-    } catch (err) {
-      // No pod of the workload left: the files went with it (or go with the namespace).
-      if (err instanceof NotFoundError) return `no pod of ${config.pod.workload} to remove ${config.path} from`;
-      throw err;
-    }
-    await removeInPod(source.pod!.exec, source.pod!.at, tag, { signal: ctx.signal });
-    return `${source.label} removed`;
+    return tearDownInPod(ctx, config.pod, config.path, (exec, at) => removeInPod(exec, at, tag, { signal: ctx.signal }));
   },
 
   async verify(ctx, component) {

@@ -28,11 +28,11 @@ import {
 } from '../../src/adapters/sqlite.ts';
 import type { PodExec } from '../../src/adapters/kubernetes/exec.ts';
 import { withScratchDir } from '../../src/scratch.ts';
-import { IntegrityError, NotFoundError } from '../../src/errors.ts';
+import { IntegrityError } from '../../src/errors.ts';
 import { compareRowCounts, describeRowCountMismatches } from '../../src/domain/manifest.ts';
 import { consumeDownload, downloadArtifact, uploadArtifact } from '../artifacts.ts';
 import { describeCounts, type ComponentOf, type ConfigOf, type Driver, type DriverContext } from './driver.ts';
-import { podTarget } from './pods.ts';
+import { podTarget, tearDownInPod } from './pods.ts';
 
 type SqliteComponent = ComponentOf<'sqlite'>;
 
@@ -124,18 +124,7 @@ export const sqliteDriver: Driver<'sqlite'> = {
   },
 
   async tearDown(ctx, config, tag) {
-    if (config.pod) {
-      let pod;
-      try {
-        pod = await podOf(ctx, config);
-      } catch (err) {
-        // No pod of the workload left: the file went with it (or goes with the namespace).
-        if (err instanceof NotFoundError) return `no pod of ${config.pod.workload} to remove ${config.path} from`;
-        throw err;
-      }
-      await removeSqliteInPod(pod!.exec, pod!.at, tag, { signal: ctx.signal });
-      return `${config.path} removed in pod ${pod!.at.namespace}/${pod!.at.pod}`;
-    }
+    if (config.pod) return tearDownInPod(ctx, config.pod, config.path, (exec, at) => removeSqliteInPod(exec, at, tag, { signal: ctx.signal }));
     await removeSqlite(config.path, tag);
     await rm(downloadPath(config, tag), { force: true });
     return `${config.path} removed`;
