@@ -181,7 +181,7 @@ function componentDetail(c: Component): string {
       return `database ${c.database}, PostgreSQL ${c.serverVersion}, ${count(Object.keys(c.rowCounts).length)} tables, ${count(rows)} rows${split}`;
     }
     case 'redis':
-      return `${c.mode}, db ${c.db}, ${count(c.keys)} keys${c.rdbVersion !== undefined ? `, RDB v${c.rdbVersion}` : ''}`;
+      return `${c.mode}, db ${c.db}, ${count(c.keys)} keys${c.rdbVersion !== undefined ? `, RDB v${c.rdbVersion}` : ''}${c.deepChecked ? ', checked by redis-check-rdb' : ''}`;
     case 'files':
       return `${c.source}: ${count(c.tree.files)} files, ${count(c.tree.directories)} directories, ${count(c.tree.symlinks)} symlinks, ${formatBytes(c.tree.bytes)}; tree sha256 ${c.tree.sha256.slice(0, 12)}`;
     case 'kubernetes':

@@ -197,6 +197,14 @@ export const componentConfigSchema = z.discriminatedUnion('kind', [
     mode: z.enum(['snapshot', 'logical']).default('snapshot'),
     /** A restore loads keys into this spare database first, then swaps it in with SWAPDB (never a half-restored database). */
     stagingDb: z.number().int().min(0).max(15).default(15),
+    /**
+     * Snapshots: redis-check-rdb also reads the RDB as it streams (CRC64 and
+     * every value), as a runbook's check after `redis-cli --rdb` does. Off,
+     * the backup checks sizes and checksums and takes the key counts from the
+     * RDB's RESIZEDB record; the deep check is then `opsflow backups verify`,
+     * on demand or scheduled, which loads the RDB into a scratch redis-server.
+     */
+    deepCheck: z.boolean().default(false),
   }),
   z.strictObject({
     kind: z.literal('files'),

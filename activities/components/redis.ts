@@ -19,6 +19,7 @@ import {
   keyspaceSummary,
   migrateKeys,
   parseRedisUrl,
+  RdbOpening,
   snapshot,
   startStreamedRdbCheck,
   startScratchRedis,
@@ -109,42 +110,60 @@ async function restoreKeysInto(ctx: DriverContext, component: RedisComponent, ta
 }
 
 /**
- * The server's RDB through the replication protocol. Each chunk goes, as it
- * arrives, to the compressor (then S3) and to redis-check-rdb, which checks
- * its CRC64 and every value meanwhile, in flat memory, and gives the
- * manifest the database's key count. The upload completes only once the
- * snapshot and the check are through.
+ * The server's RDB through the replication protocol, each chunk to the
+ * compressor (then S3) as it arrives. The manifest's key counts come from
+ * the RDB's opening (`RdbOpening`). redis-check-rdb reads the chunks too
+ * (CRC64 and every value, in flat memory) when `deepCheck` asks for it, or
+ * when the opening cannot tell the counts; otherwise it is stopped as soon
+ * as the opening does: on a server that saves to its disk before sending,
+ * the check is most of the backup's time after the save (see
+ * test/bench/README.md). The upload completes only once the snapshot, and
+ * the check if it ran, are through.
  */
-async function backupSnapshot(ctx: DriverContext, url: string, db: number, key: string) {
+async function backupSnapshot(ctx: DriverContext, url: string, db: number, key: string, deepCheck: boolean) {
   const check = startStreamedRdbCheck(db);
+  const opening = new RdbOpening();
+  let checking = true;
   const stop = new AbortController(); // a failed upload ends the snapshot too
   const snap = snapshot({ url }, { signal: AbortSignal.any([ctx.signal, stop.signal]) });
   const checked = check.result();
-  checked.catch(() => undefined); // awaited through the upload
+  checked.catch(() => undefined); // awaited through the upload, if the check runs to the end
   async function* checkedChunks() {
     try {
       for await (const chunk of snap.stream) {
-        const checking = check.write(chunk);
+        opening.observe(chunk);
+        if (checking && !deepCheck && opening.countsOf(db)) {
+          check.cancel();
+          checking = false;
+        }
+        if (!checking) {
+          yield chunk;
+          continue;
+        }
+        const written = check.write(chunk);
         yield chunk; // into the compressor meanwhile
-        await checking;
+        await written;
       }
     } finally {
-      check.end();
+      if (checking) check.end();
     }
   }
+  // Settles after the last chunk went by (the snapshot's end), so `checking` is final by then.
+  const counted = snap.done.then(async (info) => {
+    const fromOpening = opening.countsOf(db);
+    if (!checking) return { ...fromOpening!, rdbVersion: info.rdbVersion, deepChecked: false };
+    const verified = await checked;
+    const counts = verified.databases[db] ?? { keys: 0, expires: 0 };
+    if (fromOpening && (fromOpening.keys !== counts.keys || fromOpening.expires !== counts.expires)) {
+      throw new IntegrityError(`the RDB's RESIZEDB record counts ${fromOpening.keys} keys (${fromOpening.expires} with a TTL) in db ${db}, redis-check-rdb read ${counts.keys} (${counts.expires})`);
+    }
+    return { ...counts, rdbVersion: verified.rdbVersion, deepChecked: true };
+  });
+  counted.catch(() => undefined); // awaited through the upload
   try {
     const level = ctx.artifacts.compressionLevel ?? RDB_COMPRESSION_LEVEL;
-    const stored = await uploadArtifact(key, checkedChunks(), Promise.all([snap.done, checked]), { ...ctx.artifacts, compressionLevel: level });
-    const verified = await checked;
-    return {
-      ...stored,
-      kind: 'redis' as const,
-      mode: 'snapshot' as const,
-      db,
-      keys: verified.databases[db]?.keys ?? 0,
-      expires: verified.databases[db]?.expires ?? 0,
-      rdbVersion: verified.rdbVersion,
-    };
+    const stored = await uploadArtifact(key, checkedChunks(), counted, { ...ctx.artifacts, compressionLevel: level });
+    return { ...stored, kind: 'redis' as const, mode: 'snapshot' as const, db, ...(await counted) };
   } finally {
     stop.abort();
     check.cancel();
@@ -169,7 +188,7 @@ export const redisDriver: Driver<'redis'> = {
       const info = await exported.done;
       return { ...stored, kind: 'redis', name: config.name, mode: 'logical', db, keys: info.keys, startedAt, completedAt: new Date().toISOString() };
     }
-    return { ...(await backupSnapshot(ctx, url, db, key)), name: config.name, startedAt, completedAt: new Date().toISOString() };
+    return { ...(await backupSnapshot(ctx, url, db, key, config.deepCheck)), name: config.name, startedAt, completedAt: new Date().toISOString() };
   },
 
   async stage(ctx, component, config, tag) {

@@ -1334,6 +1334,111 @@ export class ResizeDbFinder {
   }
 }
 
+/** Opcodes Redis 7 writes before the first database: auxiliary fields and function libraries. */
+const RDB_OPCODE_AUX = 0xfa;
+const RDB_OPCODE_FUNCTION2 = 0xf5;
+/** The opening is at most this long before it is given up on (function libraries can be big). */
+const RDB_OPENING_MAX = 1 << 20;
+
+type Parsed = { next: number } | 'cut' | 'unknown';
+
+/** The end of the length field at `at`, with its value. */
+function lengthField(buf: Buffer, at: number): ({ next: number; value: number }) | 'cut' | 'unknown' {
+  if (at >= buf.length) return 'cut';
+  const first = buf[at]!;
+  if (first >> 6 === 3 || (first >> 6 === 2 && first !== 0x80 && first !== 0x81)) return 'unknown';
+  return rdbLength(buf, at) ?? 'cut';
+}
+
+/** The end of the RDB string at `at`: length-prefixed, an integer (1, 2 or 4 bytes), or LZF-compressed. */
+function stringField(buf: Buffer, at: number): Parsed {
+  if (at >= buf.length) return 'cut';
+  const first = buf[at]!;
+  let next: number;
+  if (first >> 6 === 3) {
+    const encoding = first & 0x3f;
+    if (encoding <= 2) next = at + 1 + (1 << encoding);
+    else if (encoding === 3) {
+      const compressed = lengthField(buf, at + 1);
+      if (typeof compressed === 'string') return compressed;
+      const uncompressed = lengthField(buf, compressed.next);
+      if (typeof uncompressed === 'string') return uncompressed;
+      next = uncompressed.next + compressed.value;
+    } else return 'unknown';
+  } else {
+    const length = lengthField(buf, at);
+    if (typeof length === 'string') return length;
+    next = length.next + length.value;
+  }
+  return next > buf.length ? 'cut' : { next };
+}
+
+type Opening = { db: number; keys: number; expires: number } | 'empty' | 'unknown';
+
+/** The RDB's opening, read exactly up to its first database's RESIZEDB record. */
+function parseOpening(buf: Buffer): Opening | 'cut' {
+  if (buf.length < 9) return 'cut';
+  let at = 9; // "REDIS" and the version: RdbCheck reads them
+  for (;;) {
+    if (at >= buf.length) return 'cut';
+    const opcode = buf[at]!;
+    if (opcode === RDB_OPCODE_AUX || opcode === RDB_OPCODE_FUNCTION2) {
+      let field = stringField(buf, at + 1);
+      if (opcode === RDB_OPCODE_AUX && typeof field !== 'string') field = stringField(buf, field.next);
+      if (typeof field === 'string') return field;
+      at = field.next;
+    } else if (opcode === RDB_OPCODE_SELECTDB) {
+      const db = lengthField(buf, at + 1);
+      if (typeof db === 'string') return db;
+      if (db.next >= buf.length) return 'cut';
+      if (buf[db.next] !== RDB_OPCODE_RESIZEDB) return 'unknown'; // an RDB older than version 7
+      const keys = lengthField(buf, db.next + 1);
+      if (typeof keys === 'string') return keys;
+      const expires = lengthField(buf, keys.next);
+      if (typeof expires === 'string') return expires;
+      return { db: db.value, keys: keys.value, expires: expires.value };
+    } else if (opcode === RDB_EOF_OPCODE) return 'empty';
+    else return 'unknown'; // module data, or a writer other than Redis
+  }
+}
+
+/**
+ * The key counts of an RDB's databases as far as its opening tells them, read
+ * as it streams by. Redis writes the databases in order, each opened by
+ * SELECTDB and a RESIZEDB record with its key and expire counts (the numbers
+ * of records that follow), after a few auxiliary fields and any function
+ * libraries. So the first database's record gives its counts exactly, and
+ * every lower-numbered database is empty. A higher-numbered one needs the
+ * whole RDB read (redis-check-rdb); so does an opening this does not know
+ * (module data, an RDB older than Redis 3.2).
+ */
+export class RdbOpening {
+  private head: Buffer = EMPTY;
+  private outcome?: Opening;
+
+  observe(chunk: Buffer): void {
+    if (this.outcome) return;
+    this.head = this.head.length ? Buffer.concat([this.head, chunk]) : chunk;
+    const parsed = parseOpening(this.head);
+    if (parsed !== 'cut') this.outcome = parsed;
+    else if (this.head.length > RDB_OPENING_MAX) this.outcome = 'unknown';
+    if (this.outcome) this.head = EMPTY;
+  }
+
+  /** Keys and expires of database `db`; undefined while (or if) the opening does not tell. */
+  countsOf(db: number): { keys: number; expires: number } | undefined {
+    const o = this.outcome;
+    if (o === undefined || o === 'unknown') return undefined;
+    if (o === 'empty' || db < o.db) return { keys: 0, expires: 0 };
+    return db === o.db ? { keys: o.keys, expires: o.expires } : undefined;
+  }
+
+  /** True once the opening has been read, or given up on: later chunks change nothing. */
+  get settled(): boolean {
+    return this.outcome !== undefined;
+  }
+}
+
 /** What `redis-check-rdb` printed: its verdict, the SELECTDB offsets, and the keys and expires it read. */
 function parseCheckOutput(output: string, what: string): { selects: Map<number, number>; keys: number; expires: number } {
   const version = /Can't handle RDB format version (\d+)/.exec(output);

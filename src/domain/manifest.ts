@@ -91,6 +91,8 @@ export const redisComponentSchema = z.object({
    */
   expires: z.number().int().nonnegative().optional(),
   rdbVersion: z.number().int().optional(),
+  /** A snapshot that redis-check-rdb read whole during the backup (CRC64 and every value). */
+  deepChecked: z.boolean().optional(),
 });
 
 export const treeDigestSchema = z.object({

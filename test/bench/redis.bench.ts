@@ -7,11 +7,12 @@
  *   redis-cli   redis-cli -p P --rdb FILE                         (the snapshot alone: the floor)
  *   + aws       redis-cli -p P --rdb FILE && aws s3 cp FILE s3://…  (the runbooks' way, the RDB stored as it is)
  *   + check     the same with redis-check-rdb FILE between (MAOS's backup.sh and its
- *               verify-backup.sh: the same checks opsflow makes, without compression)
+ *               verify-backup.sh: the checks of opsflow + check, without compression)
  *   opsflow     the `backup` workflow on a worker process, for a system whose set is
- *               { kind: redis, mode: snapshot }: the RDB streamed through zstd to S3 and,
- *               beside it, to a temporary file that redis-check-rdb reads (CRC and
- *               every value checked, the exact key count for the manifest)
+ *               { kind: redis, mode: snapshot }: the RDB streamed through zstd to S3, the
+ *               manifest's key count from the RDB's RESIZEDB record
+ *   opsflow + check  the same with `deepCheck: true`: redis-check-rdb also reads the RDB
+ *               as it streams (CRC and every value), like the runbook's check
  * once per transfer mode of the server: diskless (the RDB streamed from the
  * fork; Redis 7's default) and disk (BGSAVE to the server's disk, then the
  * file). Prints a table, the ratios, and a one-line JSON summary (the last
@@ -62,24 +63,26 @@ async function runPlain(ctx: BenchContext, port: number, file: string, key: stri
   };
 }
 
-async function runOpsflow(w: BenchWorker, system: string, keys: number): Promise<Measurement> {
+async function runOpsflow(w: BenchWorker, system: string, keys: number, deepCheck: boolean): Promise<Measurement> {
   const t = await timeWorkflow(w, (opsflow) => opsflow.startBackup({ system }));
   const cache = t.result.manifest && (findComponent(t.result.manifest, 'cache') as RedisComponent | undefined);
   if (!cache) throw new Error(`backup returned no redis component: ${JSON.stringify(t.result)}`);
   if (cache.keys !== keys) throw new Error(`opsflow's snapshot holds ${cache.keys} keys, the server ${keys}`);
+  if (cache.deepChecked !== deepCheck) throw new Error(`${system}: deepChecked ${cache.deepChecked}, expected ${deepCheck}`);
   return { ...t, rdbBytes: cache.rawBytes, storedBytes: cache.storedBytes };
 }
 
 // ---------------------------------------------------------------- one size
 
-const METHODS = ['redis-cli', 'redis-cli + aws', 'redis-cli + check + aws', 'opsflow'] as const;
+const METHODS = ['redis-cli', 'redis-cli + aws', 'redis-cli + check + aws', 'opsflow', 'opsflow + check'] as const;
 type Method = (typeof METHODS)[number];
+const OPSFLOW = ['opsflow', 'opsflow + check'] as const;
 
 interface SizeResult {
   targetMiB: number;
   keys: number;
   usedMemory: number;
-  /** Seconds redis-check-rdb takes over the RDB: the check opsflow adds to a snapshot. */
+  /** Seconds redis-check-rdb takes over the RDB: the check `deepCheck` adds to a snapshot. */
   checkSeconds: number;
   transfers: Record<Transfer, Record<Method, Measurement>>;
 }
@@ -90,9 +93,9 @@ async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResu
   const server = await startScratchRedis({ args: ['--repl-diskless-sync-delay', '0'] });
   const client = await connectRedis({ url: server.url });
   const system = `redis-${targetMiB}`;
-  const setup = testSetup(system, { [system]: 'postgres' }, {
-    [system]: { redis: { url: { env: 'BENCH_REDIS_URL' } }, backup: { components: [{ kind: 'redis', name: 'cache', mode: 'snapshot' }] } },
-  });
+  const checkedSystem = `${system}-checked`;
+  const systemWith = (deepCheck: boolean) => ({ redis: { url: { env: 'BENCH_REDIS_URL' } }, backup: { components: [{ kind: 'redis', name: 'cache', mode: 'snapshot', deepCheck }] } });
+  const setup = testSetup(system, { [system]: 'postgres', [checkedSystem]: 'postgres' }, { [system]: systemWith(false), [checkedSystem]: systemWith(true) });
   let w: BenchWorker | undefined;
   try {
     const fillStart = Date.now();
@@ -104,7 +107,7 @@ async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResu
     const rdbFile = join(ctx.dir, `cli-${targetMiB}.rdb`);
     for (const transfer of TRANSFERS) {
       await client.config('SET', 'repl-diskless-sync', transfer === 'diskless' ? 'yes' : 'no');
-      const runs: Record<Method, Measurement[]> = { 'redis-cli': [], 'redis-cli + aws': [], 'redis-cli + check + aws': [], opsflow: [] };
+      const runs: Record<Method, Measurement[]> = { 'redis-cli': [], 'redis-cli + aws': [], 'redis-cli + check + aws': [], opsflow: [], 'opsflow + check': [] };
       for (let r = 1; r <= RUNS; r++) {
         const tag = `${targetMiB} MiB ${transfer}${RUNS > 1 ? ` run ${r}/${RUNS}` : ''}`;
         const { floor, plain, checked } = await runPlain(ctx, server.port, rdbFile, `bench/rdb/${system}-${transfer}-${r}.rdb`);
@@ -113,9 +116,11 @@ async function benchSize(ctx: BenchContext, targetMiB: number): Promise<SizeResu
         runs['redis-cli + check + aws'].push(checked);
         checkSeconds ||= checked.seconds - plain.seconds;
         log(`${tag}: redis-cli ${floor.seconds.toFixed(2)} s (${mib(floor.rdbBytes)} MiB RDB), + aws s3 cp ${plain.seconds.toFixed(2)} s`);
-        const o = await runOpsflow(w, system, keys);
-        runs.opsflow.push(o);
-        log(`${tag}: opsflow   ${o.seconds.toFixed(2)} s, ${mib(o.storedBytes)} MiB stored, worker peak RSS ${mib(o.workerPeak!)} MiB`);
+        for (const [method, name] of [['opsflow', system], ['opsflow + check', checkedSystem]] as const) {
+          const o = await runOpsflow(w, name, keys, method === 'opsflow + check');
+          runs[method].push(o);
+          log(`${tag}: ${method.padEnd(15)} ${o.seconds.toFixed(2)} s, ${mib(o.storedBytes)} MiB stored, worker peak RSS ${mib(o.workerPeak!)} MiB`);
+        }
       }
       transfers[transfer] = Object.fromEntries(METHODS.map((m) => [m, median(runs[m])])) as Record<Method, Measurement>;
     }
@@ -136,9 +141,10 @@ function report(results: SizeResult[]): { text: string; pass: boolean } {
     'redis-cli + aws': 'redis-cli --rdb FILE && aws s3 cp FILE',
     'redis-cli + check + aws': '... && redis-check-rdb FILE && aws s3 cp FILE',
     opsflow: 'opsflow backup workflow (worker)',
+    'opsflow + check': 'the same with deepCheck (redis-check-rdb)',
   };
   for (const r of results) {
-    out.push('', `== ${r.targetMiB} MiB target: used_memory ${mib(r.usedMemory)} MiB, ${r.keys.toLocaleString('en-US')} keys; redis-check-rdb reads the RDB in ${r.checkSeconds.toFixed(2)} s (opsflow's check)`);
+    out.push('', `== ${r.targetMiB} MiB target: used_memory ${mib(r.usedMemory)} MiB, ${r.keys.toLocaleString('en-US')} keys; redis-check-rdb reads the RDB in ${r.checkSeconds.toFixed(2)} s (deepCheck)`);
     const rows = [['transfer', 'method', 'wall s', 'RDB MiB/s', 'RDB MiB', 'stored MiB', 'peak RSS MiB']];
     for (const transfer of TRANSFERS) {
       for (const method of METHODS) {
@@ -148,16 +154,16 @@ function report(results: SizeResult[]): { text: string; pass: boolean } {
     }
     out.push(formatTable(rows, 2), '   CPU seconds by process, the redis-server included (cores busy = total / wall):');
     for (const transfer of TRANSFERS) for (const method of METHODS) out.push(`     ${transfer.padEnd(9)} ${method.padEnd(24)} ${cpuText(r.transfers[transfer][method])}`);
-    for (const transfer of TRANSFERS) out.push(`   opsflow steps, ${transfer} (s): ${stepsText(r.transfers[transfer].opsflow)}`);
+    for (const transfer of TRANSFERS) for (const method of OPSFLOW) out.push(`   ${method} steps, ${transfer} (s): ${stepsText(r.transfers[transfer][method])}`);
   }
-  const ratio = (r: SizeResult, transfer: Transfer, of: Method) => r.transfers[transfer].opsflow.seconds / r.transfers[transfer][of].seconds;
+  const ratio = (r: SizeResult, transfer: Transfer, method: Method, of: Method) => r.transfers[transfer][method].seconds / r.transfers[transfer][of].seconds;
   const checks = checkTable(results.map((r) => `${r.targetMiB} MiB`), [
     ...TRANSFERS.flatMap((transfer) => [
-      { name: `opsflow / (redis-cli + aws) time, ${transfer}`, values: results.map((r) => ratio(r, transfer, 'redis-cli + aws')), fmt: (v: number) => v.toFixed(2), target: `<= ${TARGETS.timeVsPlain}`, ok: (v: number) => v <= TARGETS.timeVsPlain },
-      { name: `opsflow / (redis-cli + check + aws) time, ${transfer}`, values: results.map((r) => ratio(r, transfer, 'redis-cli + check + aws')), fmt: (v: number) => v.toFixed(2), target: `<= ${TARGETS.timeVsPlain}`, ok: (v: number) => v <= TARGETS.timeVsPlain },
-      { name: `opsflow / redis-cli alone time, ${transfer}`, values: results.map((r) => ratio(r, transfer, 'redis-cli')), fmt: (v: number) => v.toFixed(2) },
+      { name: `opsflow / (redis-cli + aws) time, ${transfer}`, values: results.map((r) => ratio(r, transfer, 'opsflow', 'redis-cli + aws')), fmt: (v: number) => v.toFixed(2), target: `<= ${TARGETS.timeVsPlain}`, ok: (v: number) => v <= TARGETS.timeVsPlain },
+      { name: `(opsflow + check) / (redis-cli + check + aws) time, ${transfer}`, values: results.map((r) => ratio(r, transfer, 'opsflow + check', 'redis-cli + check + aws')), fmt: (v: number) => v.toFixed(2), target: `<= ${TARGETS.timeVsPlain}`, ok: (v: number) => v <= TARGETS.timeVsPlain },
+      { name: `opsflow / redis-cli alone time, ${transfer}`, values: results.map((r) => ratio(r, transfer, 'opsflow', 'redis-cli')), fmt: (v: number) => v.toFixed(2) },
     ]),
-    ...flatMemoryChecks(SIZES_MIB, results.map((r) => Math.max(...TRANSFERS.map((t) => r.transfers[t].opsflow.workerPeak!))), TARGETS.workerRssGrowthMiB),
+    ...flatMemoryChecks(SIZES_MIB, results.map((r) => Math.max(...TRANSFERS.flatMap((t) => OPSFLOW.map((m) => r.transfers[t][m].workerPeak!)))), TARGETS.workerRssGrowthMiB),
   ]);
   out.push('', checks.text);
   return { text: out.join('\n'), pass: checks.pass };

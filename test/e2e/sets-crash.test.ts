@@ -67,7 +67,7 @@ const setup = testSetup('setscrash', { [SYSTEM]: DB }, {
     backup: {
       components: [
         { kind: 'postgres', splitFromBytes: 0 },
-        { kind: 'redis', name: 'cache', mode: 'snapshot', stagingDb: STAGING_DB },
+        { kind: 'redis', name: 'cache', mode: 'snapshot', stagingDb: STAGING_DB, deepCheck: true },
         { kind: 'files', name: 'data', path: dataDir },
         { kind: 'sqlite', name: 'hive', path: sqliteFile },
       ],
@@ -266,6 +266,8 @@ describe('worker killed mid-backup and mid-restore of a set, every component kin
     t.diagnostic(`${((Date.now() - started) / 1000).toFixed(1)} s: backup ${manifest.backupId} done`);
     assert.deepEqual(manifest.components.map((c) => c.name), COMPONENTS.map((c) => c.name), 'each component once, in order');
     assert.equal(manifest.encryption?.wrappedKey.keyId, 'k1');
+    const cache = manifest.components[1];
+    assert.ok(cache?.kind === 'redis' && cache.deepChecked, 'redis-check-rdb read the whole RDB (deepCheck), in the attempt that finished');
     const keys = COMPONENTS.map((c) => folder + c.file);
     assert.deepEqual(manifest.components.map((c) => c.key), keys);
     const pgParts = (manifest.components[0] as PostgresComponent).dataParts ?? [];

@@ -15,6 +15,7 @@ import { Redis } from 'ioredis';
 import { bedEnv, bedStore, client, startWorker, testSetup, type TestSetup, type WorkerProcess } from '../support/bed.ts';
 import { createSampleDatabase, dropDatabase, sql } from '../support/data.ts';
 import { assertSameRedis, fillFiles, fillRedis, redisState, redisUrl, setFingerprint, sqlite as sqliteIn } from '../support/sets.ts';
+import { parseKeyspace } from '../../src/adapters/redis.ts';
 import { findComponent, type Manifest } from '../../src/domain/manifest.ts';
 import { innermostMessage } from '../../src/errors.ts';
 import type { OpsflowClient } from '../../src/client.ts';
@@ -110,12 +111,17 @@ describe('backup sets: every component, encrypted, round trip', () => {
 
   it('backs up all components under one set ID and one manifest, encrypted', async () => {
     before = await fingerprint();
+    const r = new Redis(redisUrl(LIVE_DB));
+    const lowerDbsInUse = Object.keys(parseKeyspace(await r.info('keyspace'))).some((db) => Number(db) < LIVE_DB);
+    r.disconnect();
     const result = await (await opsflow.startBackup({ system: 'full' })).result();
     manifest = result.manifest!;
     assert.deepEqual(manifest.components.map((c) => `${c.kind}:${c.name}`), ['postgres:postgres', 'redis:cache', 'files:data', 'sqlite:hive']);
     assert.equal(manifest.encryption?.wrappedKey.keyId, 'k1');
     const cache = findComponent(manifest, 'cache');
     assert.equal(cache?.kind === 'redis' && cache.keys, 555, 'exact key count of the snapshot');
+    // The counts are in the RDB's opening when db 5 is its first database; else redis-check-rdb reads the whole RDB for them.
+    assert.equal(cache?.kind === 'redis' && cache.deepChecked, lowerDbsInUse, `deep check with ${lowerDbsInUse ? 'a' : 'no'} database before db ${LIVE_DB} in use`);
     const files = findComponent(manifest, 'data');
     assert.equal(files?.kind === 'files' && files.tree.sha256, before.files.sha256, 'the digest of the tree as archived');
     for (const c of manifest.components) {

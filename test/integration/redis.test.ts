@@ -24,6 +24,7 @@ import {
   inspectKeys,
   migrateKeys,
   keyspaceSummary,
+  RdbOpening,
   restoreRdb,
   snapshot,
   startStreamedRdbCheck,
@@ -315,6 +316,9 @@ describe('Redis snapshot (replication protocol)', () => {
       await pipeline(snapshot({ url: copy.url }).stream, createWriteStream(files.alone!));
       await client.select(0);
       for (let i = 0; i < 700; i++) await client.set(`zero:${i}`, i);
+      // A function library (written before the databases) holding what looks like db 0's RESIZEDB record: 5 keys.
+      const library = Buffer.concat([Buffer.from('#!lua name=decoy\n-- '), Buffer.from([0xfe, 0x00, 0xfb, 0x05, 0x00]), Buffer.from("\nredis.register_function('decoy', function() return 1 end)")]);
+      await client.call('FUNCTION', 'LOAD', library);
       await client.select(5);
       await client.set('five', '5', 'EX', 3600);
       await pipeline(snapshot({ url: copy.url }).stream, createWriteStream(files.among!));
@@ -333,6 +337,25 @@ describe('Redis snapshot (replication protocol)', () => {
       }
     }
     assert.equal((await checkStreamed(files.among!, 5, 1000)).databases[5]?.expires, 1, 'found across chunk ends too');
+
+    // The opening alone tells the first database's counts exactly, and that lower ones are empty; not the ones after it.
+    for (const chunkBytes of [7, 1000, 1 << 20]) {
+      const openingOf = (file: string) => {
+        const opening = new RdbOpening();
+        const bytes = readFileSync(file);
+        for (let at = 0; at < bytes.length; at += chunkBytes) opening.observe(bytes.subarray(at, at + chunkBytes));
+        return opening;
+      };
+      const alone = openingOf(files.alone!);
+      const among = openingOf(files.among!);
+      const fromFile = { alone: await verifyRdb(files.alone!), among: await verifyRdb(files.among!) };
+      assert.deepEqual(alone.countsOf(DB), fromFile.alone.databases[DB], `db ${DB} alone, chunks of ${chunkBytes}`);
+      assert.deepEqual(alone.countsOf(0), { keys: 0, expires: 0 });
+      assert.equal(alone.countsOf(5), undefined);
+      assert.deepEqual(among.countsOf(0), { keys: 700, expires: 0 }, 'the library before it is read, not taken for the record');
+      assert.deepEqual(among.countsOf(0), fromFile.among.databases[0]);
+      assert.equal(among.countsOf(DB), undefined);
+    }
   });
 
   it('an RDB with one byte changed in the middle is refused with the CRC error, as a file and as a stream (redis-check-rdb itself exits 0 on it)', async () => {
