@@ -11,7 +11,7 @@
  * on writing to it) and started again after.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, copyFile, open, rename, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { dirname, posix, resolve } from 'node:path';
 import { Transform, Writable, type Readable } from 'node:stream';
@@ -237,7 +237,8 @@ function restorePaths(dbPath: string, tag: string) {
   // The tag becomes part of file names.
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(tag)) throw new InvalidInputError(`restore tag must be letters, digits, ".", "_" or "-": got ${JSON.stringify(tag)}`);
   const db = resolve(dbPath);
-  return { db, staged: `${db}.opsflow-staged-${tag}`, previous: `${db}.opsflow-previous-${tag}` };
+  // `none`: an empty file saying there was no database to move aside, so a swap-back removes the restored one.
+  return { db, staged: `${db}.opsflow-staged-${tag}`, previous: `${db}.opsflow-previous-${tag}`, none: `${db}.opsflow-previous-${tag}.none` };
 }
 
 async function sameBytes(a: string, b: string): Promise<boolean> {
@@ -276,7 +277,8 @@ async function moveAside(from: string, to: string): Promise<void> {
  */
 export async function restoreSqlite(dbPath: string, fromFile: string, tag: string, options: { signal?: AbortSignal } = {}): Promise<{ previous?: string }> {
   const at = restorePaths(dbPath, tag);
-  const [live, previous, staged] = await Promise.all([statIfExists(at.db), statIfExists(at.previous), statIfExists(at.staged)]);
+  const [live, previous, staged, none] = await Promise.all([statIfExists(at.db), statIfExists(at.previous), statIfExists(at.staged), statIfExists(at.none)]);
+  if (none && live && !staged) return {}; // done onto no database
   if (previous && live) {
     // The swap has happened; a staged copy left now means a database appeared where the moved one was.
     if (staged) throw new ConflictError(`restore ${tag} of ${at.db} moved the database aside, but a new one appeared at its path before the restored copy was put there: stop what created it, remove it and retry`);
@@ -284,7 +286,7 @@ export async function restoreSqlite(dbPath: string, fromFile: string, tag: strin
   }
   const source = resolve(fromFile);
   await statOrNotFound(source, 'backup to restore');
-  // Done earlier onto no database, or the database already holds these bytes.
+  // The database already holds these bytes.
   if (!previous && (await sameBytes(at.db, source)) && !(await statIfExists(`${at.db}-wal`)) && !(await statIfExists(`${at.db}-journal`))) return {};
 
   const liveFile = live ? at.db : previous ? at.previous : undefined;
@@ -310,18 +312,25 @@ export async function restoreSqlite(dbPath: string, fromFile: string, tag: strin
   }
   // Sidecars before the database: once it has moved, nothing of it is left to pair with the restored file.
   for (const suffix of [...SIDECARS, '']) await moveAside(at.db + suffix, at.previous + suffix);
+  if (!(await statIfExists(at.previous))) {
+    await writeFile(at.none, '');
+    await fsync(dirname(at.db));
+  }
   await rename(at.staged, at.db);
   await fsync(dirname(at.db));
   return (await statIfExists(at.previous)) ? { previous: at.previous } : {};
 }
 
 /**
- * Puts back the database `restoreSqlite` moved aside, with its sidecars.
- * Idempotent. Without a previous one (there was no database before) the
- * restored database stays.
+ * Puts back the database `restoreSqlite` moved aside, with its sidecars; or,
+ * where there was none, removes the restored one. Idempotent.
  */
 export async function undoRestoreSqlite(dbPath: string, tag: string): Promise<void> {
   const at = restorePaths(dbPath, tag);
+  if (await statIfExists(at.none)) {
+    await removeWithSidecars(at.db);
+    await rm(at.none); // after the database: a retry still finds it
+  }
   if (await statIfExists(at.previous)) {
     // The restored database's sidecars must not be paired with the previous one.
     for (const suffix of SIDECARS) await rm(at.db + suffix, { force: true });
@@ -338,6 +347,7 @@ export async function discardSqlitePrevious(dbPath: string, tag: string): Promis
   const at = restorePaths(dbPath, tag);
   await removeWithSidecars(at.previous);
   await removeWithSidecars(at.staged);
+  await rm(at.none, { force: true });
 }
 
 /** Deletes the database and its sidecars, and whatever restore `tag` left beside it. Idempotent. */

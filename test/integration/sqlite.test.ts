@@ -211,7 +211,19 @@ describe('restoreSqlite', () => {
     assert.deepEqual(await restoreSqlite(fresh, snapshotFile, 'r4'), {});
     assert.equal(fileHash(fresh), fileHash(snapshotFile));
     assert.deepEqual(await restoreSqlite(fresh, snapshotFile, 'r4'), {});
-    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('fresh.db')), ['fresh.db']);
+    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('fresh.db')), ['fresh.db', 'fresh.db.opsflow-previous-r4.none']);
+    await discardSqlitePrevious(fresh, 'r4');
+    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('fresh.db')), ['fresh.db'], 'committed: only the restored database');
+  });
+
+  it('a swap-back after a restore onto no database leaves no database, as before; again is a no-op', async () => {
+    const fresh = join(dir, 'fresh-undone.db');
+    await restoreSqlite(fresh, snapshotFile, 'r5');
+    assert.equal(fileHash(fresh), fileHash(snapshotFile));
+    await undoRestoreSqlite(fresh, 'r5');
+    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('fresh-undone.db')), []);
+    await undoRestoreSqlite(fresh, 'r5');
+    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('fresh-undone.db')), []);
   });
 });
 
