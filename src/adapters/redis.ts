@@ -1340,10 +1340,11 @@ const RDB_OPCODE_FUNCTION2 = 0xf5;
 /** The opening is at most this long before it is given up on (function libraries can be big). */
 const RDB_OPENING_MAX = 1 << 20;
 
-type Parsed = { next: number } | 'cut' | 'unknown';
+/** Where a field of the opening ends; 'cut': past the bytes so far; 'unknown': an encoding Redis does not write there. */
+type FieldEnd = { next: number } | 'cut' | 'unknown';
 
 /** The end of the length field at `at`, with its value. */
-function lengthField(buf: Buffer, at: number): ({ next: number; value: number }) | 'cut' | 'unknown' {
+function lengthField(buf: Buffer, at: number): { next: number; value: number } | Exclude<FieldEnd, { next: number }> {
   if (at >= buf.length) return 'cut';
   const first = buf[at]!;
   if (first >> 6 === 3 || (first >> 6 === 2 && first !== 0x80 && first !== 0x81)) return 'unknown';
@@ -1351,7 +1352,7 @@ function lengthField(buf: Buffer, at: number): ({ next: number; value: number })
 }
 
 /** The end of the RDB string at `at`: length-prefixed, an integer (1, 2 or 4 bytes), or LZF-compressed. */
-function stringField(buf: Buffer, at: number): Parsed {
+function stringField(buf: Buffer, at: number): FieldEnd {
   if (at >= buf.length) return 'cut';
   const first = buf[at]!;
   let next: number;
