@@ -20,7 +20,7 @@ import {
   type CompletedPart,
 } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
-import { NotFoundError, OpsflowError, PeerRejectedError, PeerUnavailableError } from '../errors.ts';
+import { IntegrityError, NotFoundError, OpsflowError, PeerRejectedError, PeerUnavailableError } from '../errors.ts';
 import { redact } from '../secrets.ts';
 
 // opsflow targets Node 20 on purpose (the required stack); the SDK's notice
@@ -303,11 +303,21 @@ export class ObjectStore {
       await this.client.send(
         new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
       );
-      return { sizeBytes, parts: parts.length };
     } catch (err) {
       await Promise.allSettled(inFlight);
       await this.abortUpload(key, uploadId).catch(() => undefined);
       throw toS3Error(err, `upload to s3://${this.bucket}/${key} failed`);
+    }
+    // Each part's SHA-256 was checked by the server (signed payload); the whole object's size is checked here.
+    await this.checkStoredSize(key, sizeBytes);
+    return { sizeBytes, parts: parts.length };
+  }
+
+  /** IntegrityError unless the object at `key` holds exactly `expected` bytes. */
+  async checkStoredSize(key: string, expected: number): Promise<void> {
+    const stored = await this.head(key);
+    if (stored?.size !== expected) {
+      throw new IntegrityError(`s3://${this.bucket}/${key} holds ${stored ? `${stored.size} bytes` : 'nothing'} after an upload of ${expected} bytes`);
     }
   }
 }

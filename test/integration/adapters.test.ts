@@ -11,7 +11,7 @@ import { bedStore, pgUrl } from '../support/bed.ts';
 import { dropDatabase, sql } from '../support/data.ts';
 import { PostgresAdapter, type RowRange } from '../../src/adapters/postgres.ts';
 import { spawn } from 'node:child_process';
-import { ConflictError, NotFoundError, PeerRejectedError, PeerUnavailableError } from '../../src/errors.ts';
+import { ConflictError, IntegrityError, NotFoundError, PeerRejectedError, PeerUnavailableError } from '../../src/errors.ts';
 
 const prefix = `integration/${randomBytes(3).toString('hex')}`;
 const pg = new PostgresAdapter({ binDir: process.env.OPSFLOW_PG_BIN });
@@ -57,6 +57,15 @@ describe('S3 adapter (MinIO)', () => {
     assert.deepEqual(parts, [4, 3, 2]);
     // Again, now that the buffers of those uploads (their shorter last parts too) are back in the pool.
     assert.deepEqual(await Promise.all(sizes.map((size, i) => roundTrip(`${prefix}/shared-again-${i}.bin`, size))), [4, 3, 2]);
+  });
+
+  it("an object whose stored size is not what was sent is an IntegrityError naming both sizes (checked after every upload)", async () => {
+    const store = bedStore();
+    const key = `${prefix}/sized.bin`;
+    const { sizeBytes } = await store.uploadStream(key, chunks(1000, 300));
+    await store.checkStoredSize(key, sizeBytes);
+    await assert.rejects(store.checkStoredSize(key, sizeBytes + 1), (err: Error) => err instanceof IntegrityError && /holds 1000 bytes after an upload of 1001 bytes/.test(err.message));
+    await assert.rejects(store.checkStoredSize(`${prefix}/never.bin`, 5), (err: Error) => err instanceof IntegrityError && /holds nothing/.test(err.message));
   });
 
   it('a source that fails mid-way aborts the upload: no object, no incomplete upload', async () => {
