@@ -23,6 +23,8 @@ import {
   snapshot,
   startStreamedRdbCheck,
   startScratchRedis,
+  type RdbVerification,
+  type StreamedRdbCheck,
 } from '../../src/adapters/redis.ts';
 import { IntegrityError } from '../../src/errors.ts';
 import { withScratchDir } from '../../src/scratch.ts';
@@ -112,31 +114,42 @@ async function restoreKeysInto(ctx: DriverContext, component: RedisComponent, ta
 /**
  * The server's RDB through the replication protocol, each chunk to the
  * compressor (then S3) as it arrives. The manifest's key counts come from
- * the RDB's opening (`RdbOpening`). redis-check-rdb reads the chunks too
- * (CRC64 and every value, in flat memory) when `deepCheck` asks for it, or
- * when the opening cannot tell the counts; otherwise it is stopped as soon
- * as the opening does: on a server that saves to its disk before sending,
- * the check is most of the backup's time after the save (see
- * test/bench/README.md). The upload completes only once the snapshot, and
- * the check if it ran, are through.
+ * the RDB's opening (`RdbOpening`), which tells them within the first chunk
+ * when the database is the RDB's first. redis-check-rdb reads the chunks
+ * too (CRC64 and every value, in flat memory) when `deepCheck` asks for it,
+ * or when the opening cannot tell the counts: then it starts late, given
+ * the chunks held back until the opening was read. On a server that saves
+ * to its disk before sending, the check is most of the backup's time after
+ * the save (test/bench/README.md). The upload completes only once the
+ * snapshot, and the check if it ran, are through.
  */
 async function backupSnapshot(ctx: DriverContext, url: string, db: number, key: string, deepCheck: boolean) {
-  const check = startStreamedRdbCheck(db);
   const opening = new RdbOpening();
-  let checking = true;
+  let check: StreamedRdbCheck | undefined;
+  let checked: Promise<RdbVerification> | undefined;
+  const startCheck = (): StreamedRdbCheck => {
+    check = startStreamedRdbCheck(db);
+    checked = check.result();
+    checked.catch(() => undefined); // awaited through the upload
+    return check;
+  };
+  if (deepCheck) startCheck();
   const stop = new AbortController(); // a failed upload ends the snapshot too
   const snap = snapshot({ url }, { signal: AbortSignal.any([ctx.signal, stop.signal]) });
-  const checked = check.result();
-  checked.catch(() => undefined); // awaited through the upload, if the check runs to the end
   async function* checkedChunks() {
+    let held: Buffer[] | undefined = check ? undefined : []; // chunks before the opening was read
     try {
       for await (const chunk of snap.stream) {
         opening.observe(chunk);
-        if (checking && !deepCheck && opening.countsOf(db)) {
-          check.cancel();
-          checking = false;
+        if (held && !opening.settled) held.push(chunk);
+        else if (held) {
+          if (opening.countsOf(db) === undefined) {
+            const late = startCheck();
+            for (const earlier of held) await late.write(earlier);
+          }
+          held = undefined;
         }
-        if (!checking) {
+        if (!check) {
           yield chunk;
           continue;
         }
@@ -145,13 +158,16 @@ async function backupSnapshot(ctx: DriverContext, url: string, db: number, key: 
         await written;
       }
     } finally {
-      if (checking) check.end();
+      check?.end();
     }
   }
-  // Settles after the last chunk went by (the snapshot's end), so `checking` is final by then.
+  // Settles after the last chunk went by (the snapshot's end), so `check` is final by then.
   const counted = snap.done.then(async (info) => {
     const fromOpening = opening.countsOf(db);
-    if (!checking) return { ...fromOpening!, rdbVersion: info.rdbVersion, deepChecked: false };
+    if (!checked) {
+      if (!fromOpening) throw new IntegrityError(`the RDB of ${parseRedisUrl(url).label} ended before its opening told the key count of db ${db}`);
+      return { ...fromOpening, rdbVersion: info.rdbVersion, deepChecked: false };
+    }
     const verified = await checked;
     const counts = verified.databases[db] ?? { keys: 0, expires: 0 };
     // The record counts keys as the save began; a writer that skips the expired ones writes fewer, never more.
@@ -167,7 +183,7 @@ async function backupSnapshot(ctx: DriverContext, url: string, db: number, key: 
     return { ...stored, kind: 'redis' as const, mode: 'snapshot' as const, db, ...(await counted) };
   } finally {
     stop.abort();
-    check.cancel();
+    check?.cancel();
   }
 }
 
