@@ -312,13 +312,14 @@ export async function restoreSqlite(dbPath: string, fromFile: string, tag: strin
   }
   // Sidecars before the database: once it has moved, nothing of it is left to pair with the restored file.
   for (const suffix of [...SIDECARS, '']) await moveAside(at.db + suffix, at.previous + suffix);
-  if (!(await statIfExists(at.previous))) {
+  const movedAside = await statIfExists(at.previous);
+  if (!movedAside) {
     await writeFile(at.none, '');
     await fsync(dirname(at.db));
   }
   await rename(at.staged, at.db);
   await fsync(dirname(at.db));
-  return (await statIfExists(at.previous)) ? { previous: at.previous } : {};
+  return movedAside ? { previous: at.previous } : {};
 }
 
 /**
